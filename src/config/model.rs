@@ -1,0 +1,30 @@
+//! `[models.NAME]`: the public model table. A public name maps to a provider, the upstream model id,
+//! and prices per million tokens.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelConfig {
+    /// A key of `[providers]`.
+    pub provider: String,
+    /// The model id the upstream expects; defaults to the public name.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// USD per million prompt tokens.
+    #[serde(default)]
+    pub input_per_mtok: f64,
+    /// USD per million completion tokens.
+    #[serde(default)]
+    pub output_per_mtok: f64,
+    /// Other public names for this model.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// `[routing]`: what `model: "auto"` means until the learned router decides.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RoutingConfig {
+    /// The model `auto` resolves to.
+    #[serde(default)]
+    pub default: Option<String>,
+}

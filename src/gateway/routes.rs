@@ -1,0 +1,82 @@
+//! The public model table: names and aliases to a provider, upstream model id and prices. `auto` is
+//! the router's; until the learned router decides, it resolves to `routing.default`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::openai::Usage;
+use crate::openai::models::{ModelList, ModelObject};
+use crate::providers::{Provider, Registry};
+use crate::telemetry::{Metrics, ModelMetrics};
+
+pub struct Route {
+    /// The public name (the key of `[models]`).
+    pub model: Arc<str>,
+    pub upstream: String,
+    pub provider: Arc<dyn Provider>,
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    pub metrics: ModelMetrics,
+}
+
+impl Route {
+    pub fn cost_usd(&self, usage: &Usage) -> f64 {
+        (usage.prompt_tokens as f64 * self.input_per_mtok + usage.completion_tokens as f64 * self.output_per_mtok) / 1e6
+    }
+}
+
+pub struct RouteTable {
+    by_name: HashMap<String, Arc<Route>>,
+    auto: Option<Arc<Route>>,
+    /// `GET /v1/models`, rendered once.
+    model_list: Bytes,
+}
+
+impl RouteTable {
+    /// Builds the table from a validated config (every model's provider exists).
+    pub fn new(config: &Config, providers: &Registry, metrics: &Metrics) -> Self {
+        let mut by_name = HashMap::new();
+        let mut listed = Vec::new();
+        for (name, model) in &config.models {
+            let Some(provider) = providers.get(&model.provider) else { continue };
+            let route = Arc::new(Route {
+                model: Arc::from(name.as_str()),
+                upstream: model.upstream.clone().unwrap_or_else(|| name.clone()),
+                provider: provider.clone(),
+                input_per_mtok: model.input_per_mtok,
+                output_per_mtok: model.output_per_mtok,
+                metrics: metrics.for_model(name, &model.provider),
+            });
+            for public in std::iter::once(name).chain(&model.aliases) {
+                by_name.insert(public.clone(), route.clone());
+                listed.push(ModelObject { id: public.clone(), object: "model", created: 0, owned_by: model.provider.clone() });
+            }
+        }
+        let auto = config.routing.default.as_ref().and_then(|name| by_name.get(name)).cloned();
+        if auto.is_some() {
+            listed.push(ModelObject { id: "auto".into(), object: "model", created: 0, owned_by: "cherrypick".into() });
+        }
+        let model_list = serde_json::to_vec(&ModelList { object: "list", data: listed }).map(Bytes::from).unwrap_or_default();
+        Self { by_name, auto, model_list }
+    }
+
+    pub fn resolve(&self, model: &str) -> Result<Arc<Route>, ApiError> {
+        if let Some(route) = self.by_name.get(model) {
+            return Ok(route.clone());
+        }
+        if model == "auto" || model.starts_with("auto:") {
+            return self.auto.clone().ok_or_else(|| {
+                ApiError::model_not_found(model).with_code("model_not_found")
+            });
+        }
+        Err(ApiError::model_not_found(model))
+    }
+
+    pub fn model_list(&self) -> Bytes {
+        self.model_list.clone()
+    }
+}

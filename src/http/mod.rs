@@ -1,0 +1,43 @@
+//! HTTP: routes, middleware, JSON and SSE rendering. Handlers only extract, call the gateway, render.
+
+mod auth;
+mod handlers;
+mod json;
+mod observe;
+mod ops;
+mod sse;
+mod state;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+
+pub use state::AppState;
+
+/// The whole application. Layers, outermost first:
+/// - `observe`: request id, metrics and the in-flight gauge, for every request including rejected ones;
+/// - `auth` (on `/v1` only): the bearer key, before any body is read;
+/// - `DefaultBodyLimit`: caps how much of a body the JSON extractor will buffer (413 beyond).
+pub fn app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/chat/completions", post(handlers::chat_completions))
+        .route("/completions", post(handlers::completions))
+        .route("/embeddings", post(handlers::embeddings))
+        .route("/models", get(handlers::models))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    Router::new()
+        .nest("/v1", api)
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), observe::observe))
+        .with_state(state)
+}
+
+/// `/metrics` alone, for `metrics.listen`.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new().route("/metrics", get(ops::metrics)).with_state(state)
+}

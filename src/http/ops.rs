@@ -1,0 +1,39 @@
+//! Operational endpoints: liveness, readiness, metrics, and the 404 for unknown URLs.
+
+use std::sync::atomic::Ordering;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::AppState;
+use crate::error::ApiError;
+
+pub async fn health() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// 200 while serving, 503 once draining. Lists each provider's state so an operator sees at once
+/// which ones lack credentials.
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let draining = state.draining.load(Ordering::Relaxed);
+    let providers: Map<String, Value> = state
+        .gateway
+        .providers()
+        .iter()
+        .map(|(name, p)| (name.to_owned(), Value::from(if p.is_configured() { "ready" } else { "missing_credentials" })))
+        .collect();
+    let status = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let body = json!({"status": if draining { "draining" } else { "ready" }, "providers": providers});
+    (status, Json(body)).into_response()
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], state.metrics.render()).into_response()
+}
+
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found_route(uri.path())
+}

@@ -1,0 +1,12 @@
+//! cherrypick: an OpenAI-compatible LLM gateway. See the README's architecture section for how a
+//! request flows through these parts.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod openai;
+pub mod providers;
+pub mod server;
+pub mod telemetry;

@@ -1,0 +1,259 @@
+//! One adapter for every provider that speaks OpenAI's API: requests go out as they came in (with the
+//! preset's quirks applied), answers come back untouched apart from reading their usage.
+
+mod presets;
+
+use std::borrow::Cow;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use serde::Serialize;
+
+pub use presets::{Auth, Preset, Quirks, preset};
+
+use super::transport::{post_json, read_error, read_ok_body, sse_events};
+use super::{ChunkStream, JsonReply, Provider, ProviderError, Reply};
+use crate::config::ProviderConfig;
+use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, Usage};
+
+pub struct OpenAiCompatible {
+    name: String,
+    chat_url: String,
+    completions_url: String,
+    embeddings_url: String,
+    /// Authentication and configured extra headers, built once.
+    headers: HeaderMap,
+    /// Kept to scrub it from upstream error messages.
+    api_key: Option<String>,
+    /// Set when a required key is missing: requests fail fast naming the variable.
+    missing_key_env: Option<String>,
+    quirks: Quirks,
+    client: reqwest::Client,
+}
+
+impl OpenAiCompatible {
+    pub fn new(name: &str, config: &ProviderConfig, client: reqwest::Client) -> Self {
+        let preset = preset(config.kind);
+        let base = config.base_url.as_deref().unwrap_or(preset.base_url).trim_end_matches('/');
+        let api_key = config.api_key.as_ref().and_then(|k| k.expose()).map(str::to_owned);
+        let mut headers = HeaderMap::new();
+        if let Some(key) = &api_key
+            && let Ok(mut value) = HeaderValue::try_from(format!("Bearer {key}"))
+        {
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        for (name, value) in &config.headers {
+            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+                headers.insert(name, value);
+            }
+        }
+        let missing_key_env = match (preset.auth, &api_key) {
+            (Auth::Bearer, None) => Some(
+                config.api_key.as_ref().and_then(|k| k.env_name()).unwrap_or("the provider's `api_key`").to_owned(),
+            ),
+            _ => None,
+        };
+        Self {
+            name: name.to_owned(),
+            chat_url: format!("{base}/chat/completions"),
+            completions_url: format!("{base}/completions"),
+            embeddings_url: format!("{base}/embeddings"),
+            headers,
+            api_key,
+            missing_key_env,
+            quirks: preset.quirks,
+            client,
+        }
+    }
+
+    fn check_credentials(&self) -> Result<(), ProviderError> {
+        match &self.missing_key_env {
+            Some(env) => Err(ProviderError::MissingCredentials { provider: self.name.clone(), env: env.clone() }),
+            None => Ok(()),
+        }
+    }
+
+    async fn post(&self, url: &str, body: &impl Serialize) -> Result<reqwest::Response, ProviderError> {
+        self.check_credentials()?;
+        let body = serde_json::to_vec(body).map_err(|e| ProviderError::invalid_response(&self.name, e.to_string()))?;
+        post_json(&self.name, &self.client, url, self.headers.clone(), body).await
+    }
+
+    async fn json_reply(&self, response: reqwest::Response) -> Result<JsonReply, ProviderError> {
+        let body = read_ok_body(&self.name, response, self.api_key.as_deref()).await?;
+        let usage = Usage::from_response(&body).map_err(|e| ProviderError::invalid_response(&self.name, format!("not JSON: {e}")))?;
+        Ok(JsonReply { body, usage })
+    }
+
+    async fn reply(&self, response: reqwest::Response, stream: bool) -> Result<Reply, ProviderError> {
+        if !stream {
+            return self.json_reply(response).await.map(Reply::Json);
+        }
+        if !response.status().is_success() {
+            return Err(read_error(&self.name, response, self.api_key.as_deref()).await);
+        }
+        Ok(Reply::Stream(relay_chunks(self.name.clone(), self.api_key.clone(), response)))
+    }
+
+    /// Applies the preset's quirks: a borrowed request when nothing needs to change.
+    fn adapt<'a>(&self, request: &'a ChatCompletionRequest) -> Result<Cow<'a, ChatCompletionRequest>, ProviderError> {
+        let q = &self.quirks;
+        let reject = |param: &str, detail: &str| Err(ProviderError::unsupported(&self.name, param, detail));
+        if q.single_choice && request.n.is_some_and(|n| n > 1) {
+            return reject("n", "only one choice per request (n = 1)");
+        }
+        if q.no_logprobs && (request.logprobs == Some(true) || request.top_logprobs.is_some()) {
+            return reject(if request.logprobs == Some(true) { "logprobs" } else { "top_logprobs" }, "log probabilities are not available");
+        }
+        if q.no_logit_bias && request.logit_bias.is_some() {
+            return reject("logit_bias", "token biasing is not available");
+        }
+        if q.no_penalties && (request.presence_penalty.is_some() || request.frequency_penalty.is_some()) {
+            let param = if request.presence_penalty.is_some() { "presence_penalty" } else { "frequency_penalty" };
+            return reject(param, "repetition penalties are not available");
+        }
+        let rename_max = q.max_tokens_only && request.max_completion_tokens.is_some();
+        let rename_seed = q.seed_field.is_some() && request.seed.is_some();
+        let strip = q.strip_attribution && (request.user.is_some() || request.metadata.is_some());
+        if !(rename_max || rename_seed || strip) {
+            return Ok(Cow::Borrowed(request));
+        }
+        let mut adapted = request.clone();
+        if rename_max {
+            let max = adapted.max_completion_tokens.take();
+            adapted.max_tokens = adapted.max_tokens.or(max);
+        }
+        if let (Some(field), Some(seed)) = (q.seed_field, adapted.seed.take()) {
+            adapted.extra.insert(field.to_owned(), seed.into());
+        }
+        if strip {
+            adapted.user = None;
+            adapted.metadata = None;
+        }
+        Ok(Cow::Owned(adapted))
+    }
+}
+
+#[async_trait]
+impl Provider for OpenAiCompatible {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn is_configured(&self) -> bool {
+        self.missing_key_env.is_none()
+    }
+
+    async fn chat(&self, request: &ChatCompletionRequest) -> Result<Reply, ProviderError> {
+        let request = self.adapt(request)?;
+        let response = self.post(&self.chat_url, &*request).await?;
+        self.reply(response, request.is_stream()).await
+    }
+
+    async fn completion(&self, request: &CompletionRequest) -> Result<Reply, ProviderError> {
+        let response = self.post(&self.completions_url, request).await?;
+        self.reply(response, request.is_stream()).await
+    }
+
+    async fn embeddings(&self, request: &EmbeddingsRequest) -> Result<JsonReply, ProviderError> {
+        let response = self.post(&self.embeddings_url, request).await?;
+        self.json_reply(response).await
+    }
+}
+
+/// Upstream SSE events to chunk JSON, as they arrive. `[DONE]` ends the stream; an `error` object in
+/// the stream becomes an error item.
+fn relay_chunks(provider: String, api_key: Option<String>, response: reqwest::Response) -> ChunkStream {
+    let events = sse_events(provider.clone(), response);
+    let chunks = events
+        .take_while(|event| std::future::ready(!matches!(event, Ok(e) if &e.data[..] == b"[DONE]")))
+        .map(move |event| {
+            let event = event?;
+            if memchr::memmem::find(&event.data, b"\"error\"").is_some() && is_error_event(&event.data) {
+                return Err(super::transport::upstream_error(
+                    &provider,
+                    http::StatusCode::BAD_GATEWAY,
+                    None,
+                    &event.data,
+                    api_key.as_deref(),
+                ));
+            }
+            Ok(event.data)
+        });
+    Box::pin(chunks)
+}
+
+/// An in-stream error object (`{"error": {...}}`), as opposed to a chunk that mentions the word.
+fn is_error_event(data: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct ErrorOnly {
+        error: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_slice::<ErrorOnly>(data).is_ok_and(|e| e.error.is_some())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ProviderKind, Secret};
+    use serde_json::json;
+
+    fn adapter(kind: ProviderKind) -> OpenAiCompatible {
+        let config = ProviderConfig { kind, base_url: None, api_key: Some(Secret::literal("k")), headers: Default::default() };
+        OpenAiCompatible::new("p", &config, reqwest::Client::new())
+    }
+
+    fn request(extra: serde_json::Value) -> ChatCompletionRequest {
+        let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(body).unwrap()
+    }
+
+    #[test]
+    fn openai_gets_the_request_untouched() {
+        let request = request(json!({"max_completion_tokens": 5, "seed": 1, "user": "u", "n": 3}));
+        assert!(matches!(adapter(ProviderKind::Openai).adapt(&request).unwrap(), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn mistral_renames_seed_and_max_tokens_and_drops_attribution() {
+        let request = request(json!({"max_completion_tokens": 5, "seed": 1, "user": "u"}));
+        let adapted = adapter(ProviderKind::Mistral).adapt(&request).unwrap();
+        let body = serde_json::to_value(&*adapted).unwrap();
+        assert_eq!(body["max_tokens"], 5);
+        assert_eq!(body["random_seed"], 1);
+        assert!(body.get("seed").is_none() && body.get("user").is_none() && body.get("max_completion_tokens").is_none());
+    }
+
+    #[test]
+    fn unsupported_parameters_are_a_clear_error_naming_them() {
+        let err = adapter(ProviderKind::Groq).adapt(&request(json!({"n": 2}))).unwrap_err();
+        assert!(matches!(&err, ProviderError::Unsupported { param, .. } if param == "n"), "{err}");
+        let err = adapter(ProviderKind::Cerebras).adapt(&request(json!({"frequency_penalty": 0.1}))).unwrap_err();
+        assert!(matches!(&err, ProviderError::Unsupported { param, .. } if param == "frequency_penalty"), "{err}");
+    }
+
+    #[test]
+    fn every_preset_has_an_absolute_base_url() {
+        use ProviderKind::*;
+        for kind in [Openai, Mistral, Groq, Together, Fireworks, Deepseek, Xai, Perplexity, Openrouter, Cerebras, Deepinfra, Ollama, Vllm, Huggingface] {
+            assert!(reqwest::Url::parse(preset(kind).base_url).is_ok(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_required_key_fails_fast_naming_the_variable() {
+        let config = ProviderConfig {
+            kind: ProviderKind::Groq,
+            base_url: None,
+            api_key: Some(Secret::parse("env::GROQ_API_KEY", |_| None)),
+            headers: Default::default(),
+        };
+        let adapter = OpenAiCompatible::new("groq", &config, reqwest::Client::new());
+        assert!(!adapter.is_configured());
+        let err = adapter.check_credentials().unwrap_err();
+        assert_eq!(err.to_string(), "provider `groq` has no API key: set `GROQ_API_KEY`");
+    }
+}

@@ -1,0 +1,116 @@
+//! Starting and stopping the gateway: bind, serve, and on shutdown stop accepting, drain in-flight
+//! requests (streams included) within the grace period, then wait for background work.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::http::{self, AppState};
+use crate::telemetry::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("cannot listen on `{addr}`: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+}
+
+/// A running gateway.
+pub struct Server {
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    draining: Arc<AtomicBool>,
+    tasks: TaskTracker,
+    grace: Duration,
+}
+
+impl Server {
+    pub async fn start(config: &Config) -> Result<Self, StartError> {
+        let metrics = Arc::new(Metrics::new());
+        let gateway = Arc::new(Gateway::new(config, metrics.clone())?);
+        let draining = Arc::new(AtomicBool::new(false));
+        let state = AppState {
+            gateway,
+            metrics,
+            master_key: config.auth.master_key.as_ref().and_then(|k| k.expose()).map(Arc::from),
+            max_body_bytes: config.server.max_body_bytes,
+            keep_alive: Duration::from_secs(config.server.sse_keep_alive_secs.max(1)),
+            draining: draining.clone(),
+        };
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let addr = serve(config.server.listen, http::app(state.clone()), &shutdown, &tasks).await?;
+        let metrics_addr = match config.metrics.listen {
+            Some(listen) => Some(serve(listen, http::metrics_app(state), &shutdown, &tasks).await?),
+            None => None,
+        };
+        tracing::info!(%addr, ?metrics_addr, "cherrypick is listening");
+        Ok(Self { addr, metrics_addr, shutdown, draining, tasks, grace: Duration::from_secs(config.server.shutdown_grace_secs) })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the grace period), then returns.
+    pub async fn shutdown(self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(self.grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!(grace = ?self.grace, "shutdown grace period over: dropping requests still in flight");
+        } else {
+            tracing::info!("shut down cleanly");
+        }
+    }
+}
+
+async fn serve(addr: SocketAddr, app: axum::Router, shutdown: &CancellationToken, tasks: &TaskTracker) -> Result<SocketAddr, StartError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    let stop = shutdown.clone();
+    let _: JoinHandle<()> = tasks.spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
+        if let Err(error) = served {
+            tracing::error!(%error, "server stopped with an error");
+        }
+    });
+    Ok(bound)
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

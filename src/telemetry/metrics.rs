@@ -1,0 +1,122 @@
+//! The gateway's Prometheus metrics. Labels are bounded: endpoint (matched route), method, status,
+//! configured model and provider names, direction, error kind; never a key, user or raw path.
+
+use prometheus::{
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use super::names;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub in_flight: IntGauge,
+    pub llm_latency: HistogramVec,
+    pub time_to_first_token: HistogramVec,
+    pub tokens: IntCounterVec,
+    pub cost_usd: CounterVec,
+    pub upstream_errors: IntCounterVec,
+}
+
+/// Handles for one model's series, resolved once at start so the hot path skips the label lookup.
+#[derive(Clone)]
+pub struct ModelMetrics {
+    pub latency: Histogram,
+    pub time_to_first_token: Histogram,
+    pub prompt_tokens: IntCounter,
+    pub completion_tokens: IntCounter,
+    pub cost_usd: prometheus::Counter,
+}
+
+const REQUEST_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const LLM_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0];
+const TTFT_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(names::REQUESTS_TOTAL, "HTTP requests answered, by endpoint and status"),
+            &["method", "endpoint", "status"],
+        )
+        .expect("valid metric");
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(names::REQUEST_DURATION_SECONDS, "Time to the response head, by endpoint")
+                .buckets(REQUEST_BUCKETS.to_vec()),
+            &["method", "endpoint"],
+        )
+        .expect("valid metric");
+        let in_flight =
+            IntGauge::new(names::REQUESTS_IN_FLIGHT, "Requests being answered, streams included").expect("valid metric");
+        let llm_latency = HistogramVec::new(
+            HistogramOpts::new(names::LLM_LATENCY_SECONDS, "Upstream call duration to the last byte")
+                .buckets(LLM_BUCKETS.to_vec()),
+            &["model", "provider"],
+        )
+        .expect("valid metric");
+        let time_to_first_token = HistogramVec::new(
+            HistogramOpts::new(names::TIME_TO_FIRST_TOKEN_SECONDS, "Upstream time to the first streamed chunk")
+                .buckets(TTFT_BUCKETS.to_vec()),
+            &["model", "provider"],
+        )
+        .expect("valid metric");
+        let tokens = IntCounterVec::new(
+            Opts::new(names::TOKENS_TOTAL, "Tokens, by direction (prompt, completion)"),
+            &["model", "provider", "direction"],
+        )
+        .expect("valid metric");
+        let cost_usd = CounterVec::new(
+            Opts::new(names::COST_USD_TOTAL, "Spend in USD from usage and the price table"),
+            &["model", "provider"],
+        )
+        .expect("valid metric");
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(names::UPSTREAM_ERRORS_TOTAL, "Failed upstream calls, by kind"),
+            &["provider", "kind"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(in_flight.clone()),
+            Box::new(llm_latency.clone()),
+            Box::new(time_to_first_token.clone()),
+            Box::new(tokens.clone()),
+            Box::new(cost_usd.clone()),
+            Box::new(upstream_errors.clone()),
+        ] {
+            registry.register(collector).expect("metric names are unique");
+        }
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::new(std::process::id() as i32, names::NAMESPACE)))
+            .expect("process collector registers once");
+        Self { registry, requests, request_duration, in_flight, llm_latency, time_to_first_token, tokens, cost_usd, upstream_errors }
+    }
+
+    pub fn for_model(&self, model: &str, provider: &str) -> ModelMetrics {
+        ModelMetrics {
+            latency: self.llm_latency.with_label_values(&[model, provider]),
+            time_to_first_token: self.time_to_first_token.with_label_values(&[model, provider]),
+            prompt_tokens: self.tokens.with_label_values(&[model, provider, "prompt"]),
+            completion_tokens: self.tokens.with_label_values(&[model, provider, "completion"]),
+            cost_usd: self.cost_usd.with_label_values(&[model, provider]),
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 * 1024);
+        // Encoding our own registry into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,8 @@
+//! Telemetry: the Prometheus registry and metric names, and the log subscriber.
+
+mod logging;
+mod metrics;
+pub mod names;
+
+pub use logging::init_logging;
+pub use metrics::{Metrics, ModelMetrics};

@@ -1,0 +1,12 @@
+//! Every metric name the gateway exports, in one place, so dashboards and code cannot drift.
+
+pub const REQUESTS_TOTAL: &str = "cherrypick_requests_total";
+pub const REQUEST_DURATION_SECONDS: &str = "cherrypick_request_duration_seconds";
+pub const REQUESTS_IN_FLIGHT: &str = "cherrypick_requests_in_flight";
+pub const LLM_LATENCY_SECONDS: &str = "cherrypick_llm_latency_seconds";
+pub const TIME_TO_FIRST_TOKEN_SECONDS: &str = "cherrypick_time_to_first_token_seconds";
+pub const TOKENS_TOTAL: &str = "cherrypick_tokens_total";
+pub const COST_USD_TOTAL: &str = "cherrypick_cost_usd_total";
+pub const UPSTREAM_ERRORS_TOTAL: &str = "cherrypick_upstream_errors_total";
+/// Prefix of the process collector's metrics (`cherrypick_process_cpu_seconds_total`, ...).
+pub const NAMESPACE: &str = "cherrypick";
