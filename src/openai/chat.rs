@@ -92,7 +92,7 @@ impl Stop {
 }
 
 /// One message of the conversation, by role.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "role", rename_all = "lowercase")]
 pub enum ChatMessage {
     System(InstructionMessage),
@@ -103,6 +103,70 @@ pub enum ChatMessage {
     Tool(ToolMessage),
     /// Deprecated by OpenAI but still accepted.
     Function(FunctionMessage),
+}
+
+// Read through one flat struct rather than serde's internally tagged enum: that would buffer each
+// message and lose the path of a bad field (`messages[0]` instead of `messages[0].content`).
+impl<'de> Deserialize<'de> for ChatMessage {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let raw = RawMessage::deserialize(deserializer)?;
+        let content = |content: Option<MessageContent>| content.ok_or_else(|| D::Error::missing_field("content"));
+        Ok(match raw.role {
+            Role::System => ChatMessage::System(InstructionMessage { content: content(raw.content)?, name: raw.name, extra: raw.extra }),
+            Role::Developer => {
+                ChatMessage::Developer(InstructionMessage { content: content(raw.content)?, name: raw.name, extra: raw.extra })
+            }
+            Role::User => ChatMessage::User(UserMessage { content: content(raw.content)?, name: raw.name, extra: raw.extra }),
+            Role::Assistant => ChatMessage::Assistant(AssistantMessage {
+                content: raw.content,
+                refusal: raw.refusal,
+                name: raw.name,
+                tool_calls: raw.tool_calls,
+                function_call: raw.function_call,
+                extra: raw.extra,
+            }),
+            Role::Tool => ChatMessage::Tool(ToolMessage {
+                content: content(raw.content)?,
+                tool_call_id: raw.tool_call_id.ok_or_else(|| D::Error::missing_field("tool_call_id"))?,
+                extra: raw.extra,
+            }),
+            Role::Function => ChatMessage::Function(FunctionMessage {
+                name: raw.name.ok_or_else(|| D::Error::missing_field("name"))?,
+                content: raw.content.map(|c| c.text()),
+            }),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+#[derive(Deserialize)]
+struct RawMessage {
+    role: Role,
+    #[serde(default)]
+    content: Option<MessageContent>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    refusal: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCall>>,
+    #[serde(default)]
+    function_call: Option<FunctionCall>,
+    #[serde(default)]
+    tool_call_id: Option<String>,
+    #[serde(flatten)]
+    extra: Extra,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,121 @@
+//! Test support: a fake OpenAI-compatible upstream and an in-process gateway, both on port 0.
+#![allow(dead_code, reason = "each test binary uses a different part of the support code")]
+
+pub mod fake_upstream;
+
+use std::net::SocketAddr;
+
+use cherrypick::config::load_str;
+use cherrypick::server::Server;
+
+pub use fake_upstream::FakeUpstream;
+
+pub const MASTER_KEY: &str = "sk-cherrypick-test-master";
+pub const PROVIDER_KEY: &str = "sk-upstream-secret-0123456789abcdef";
+
+/// A gateway in front of `upstream`, with these models:
+/// `gpt-4o-mini` (alias `mini`, the `auto` default) -> upstream model `echo`; `<behaviour>` ->
+/// upstream model of the same name for each fake behaviour (`status-429`, `slow-stream`, ...).
+pub fn config_for(upstream: &FakeUpstream, extra: &str) -> String {
+    let mut config = format!(
+        r#"
+        [server]
+        listen = "127.0.0.1:0"
+        max_body_bytes = 65536
+        shutdown_grace_secs = 10
+        sse_keep_alive_secs = 1
+        [auth]
+        master_key = "env::TEST_MASTER_KEY"
+        [log]
+        level = "warn"
+        [providers.fake]
+        kind = "openai_compatible"
+        base_url = "{url}/v1"
+        api_key = "env::TEST_PROVIDER_KEY"
+        [providers.keyless]
+        kind = "groq"
+        api_key = "env::TEST_UNSET_KEY"
+        [models."gpt-4o-mini"]
+        provider = "fake"
+        upstream = "echo"
+        input_per_mtok = 1.0
+        output_per_mtok = 2.0
+        aliases = ["mini"]
+        [models."needs-key"]
+        provider = "keyless"
+        [routing]
+        default = "mini"
+        "#,
+        url = upstream.url()
+    );
+    for behaviour in fake_upstream::BEHAVIOURS {
+        config.push_str(&format!("[models.\"{behaviour}\"]\nprovider = \"fake\"\n"));
+    }
+    config.push_str(extra);
+    config
+}
+
+pub struct TestGateway {
+    pub server: Server,
+    pub client: reqwest::Client,
+}
+
+impl TestGateway {
+    pub async fn start(upstream: &FakeUpstream) -> Self {
+        Self::start_with(&config_for(upstream, "")).await
+    }
+
+    pub async fn start_with(config: &str) -> Self {
+        let env = [("TEST_MASTER_KEY", MASTER_KEY), ("TEST_PROVIDER_KEY", PROVIDER_KEY)]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let loaded = load_str(config, "test config", &env).expect("test config is valid");
+        let server = Server::start(&loaded.config).await.expect("gateway starts");
+        Self { server, client: reqwest::Client::new() }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr())
+    }
+
+    /// POST with the master key.
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.post_raw(path, body.to_string()).await
+    }
+
+    pub async fn post_raw(&self, path: &str, body: String) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(MASTER_KEY)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("gateway answers")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).bearer_auth(MASTER_KEY).send().await.expect("gateway answers")
+    }
+}
+
+/// A response's body as JSON.
+pub async fn json(response: reqwest::Response) -> serde_json::Value {
+    let bytes = response.bytes().await.expect("body");
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+}
+
+/// The `data:` payloads of an SSE body, in order.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter_map(|event| event.lines().find_map(|line| line.strip_prefix("data: ")))
+        .map(str::to_owned)
+        .collect()
+}
+
+pub fn chat_body(model: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
