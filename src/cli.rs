@@ -61,12 +61,7 @@ fn check(file: &Path) -> ExitCode {
             for warning in &warnings {
                 println!("warning: {warning}");
             }
-            println!(
-                "{}: ok ({} providers, {} models)",
-                file.display(),
-                config.providers.len(),
-                config.models.len()
-            );
+            println!("{}: ok ({} providers, {} models)", file.display(), config.providers.len(), config.models.len());
             ExitCode::SUCCESS
         }
         Err(error) => {

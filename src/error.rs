@@ -18,7 +18,7 @@ pub struct ApiError {
     pub kind: &'static str,
     pub param: Option<Cow<'static, str>>,
     pub code: Option<Cow<'static, str>>,
-    pub retry_after: Option<HeaderValue>,
+    pub retry_after: Option<Box<HeaderValue>>,
 }
 
 impl ApiError {
@@ -45,7 +45,8 @@ impl ApiError {
     }
 
     pub fn invalid_api_key() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", "incorrect API key provided").with_code("invalid_api_key")
+        Self::new(StatusCode::UNAUTHORIZED, "invalid_request_error", "incorrect API key provided")
+            .with_code("invalid_api_key")
     }
 
     pub fn missing_api_key() -> Self {
@@ -77,7 +78,8 @@ impl ApiError {
     }
 
     pub fn not_found_route(path: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("unknown URL `{path}`")).with_code("unknown_url")
+        Self::new(StatusCode::NOT_FOUND, "invalid_request_error", format!("unknown URL `{path}`"))
+            .with_code("unknown_url")
     }
 
     pub fn unavailable(message: impl Into<Cow<'static, str>>) -> Self {
@@ -121,7 +123,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, [(header::CONTENT_TYPE, "application/json")], self.to_json()).into_response();
         if let Some(retry_after) = self.retry_after {
-            response.headers_mut().insert(header::RETRY_AFTER, retry_after);
+            response.headers_mut().insert(header::RETRY_AFTER, *retry_after);
         }
         response
     }

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -56,7 +55,14 @@ impl Server {
             None => None,
         };
         tracing::info!(%addr, ?metrics_addr, "cherrypick is listening");
-        Ok(Self { addr, metrics_addr, shutdown, draining, tasks, grace: Duration::from_secs(config.server.shutdown_grace_secs) })
+        Ok(Self {
+            addr,
+            metrics_addr,
+            shutdown,
+            draining,
+            tasks,
+            grace: Duration::from_secs(config.server.shutdown_grace_secs),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -80,16 +86,22 @@ impl Server {
     }
 }
 
-async fn serve(addr: SocketAddr, app: axum::Router, shutdown: &CancellationToken, tasks: &TaskTracker) -> Result<SocketAddr, StartError> {
+async fn serve(
+    addr: SocketAddr,
+    app: axum::Router,
+    shutdown: &CancellationToken,
+    tasks: &TaskTracker,
+) -> Result<SocketAddr, StartError> {
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     let stop = shutdown.clone();
-    let _: JoinHandle<()> = tasks.spawn(async move {
+    // Tracked by `tasks`, which shutdown waits on; the handle itself is not needed.
+    drop(tasks.spawn(async move {
         let served = axum::serve(listener, app).with_graceful_shutdown(async move { stop.cancelled().await }).await;
         if let Err(error) = served {
             tracing::error!(%error, "server stopped with an error");
         }
-    });
+    }));
     Ok(bound)
 }
 

@@ -49,7 +49,13 @@ fn config_check_lists_every_problem_and_exits_1() {
     let output = Command::new(BIN).args(["config", "check"]).arg(&file).output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    for expected in ["4 problems", "`server.listen`", "unknown key `server.bogus`", "unknown key `providers.x.mystery`", "no provider named `y`"] {
+    for expected in [
+        "4 problems",
+        "`server.listen`",
+        "unknown key `server.bogus`",
+        "unknown key `providers.x.mystery`",
+        "no provider named `y`",
+    ] {
         assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
     }
     std::fs::remove_dir_all(dir).unwrap();

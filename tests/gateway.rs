@@ -82,9 +82,24 @@ async fn bad_input_is_a_clear_openai_error() {
         (r#"{"model": "mini", "messages": [}"#.to_owned(), 400, None, "could not parse the JSON body"),
         (r#"{"model": "mini"}"#.to_owned(), 400, Some("messages"), "missing field `messages`"),
         (r#"{"model": "mini", "messages": []}"#.to_owned(), 400, Some("messages"), "at least one message"),
-        (r#"{"model": "mini", "messages": [{"role": "user", "content": 5}]}"#.to_owned(), 400, Some("messages[0].content"), "a string or an array"),
-        (r#"{"model": "mini", "messages": [{"role": "user", "content": "x"}], "temperature": 3}"#.to_owned(), 400, Some("temperature"), "between 0 and 2"),
-        (format!(r#"{{"model": "mini", "messages": [{{"role": "user", "content": "{}"}}]}}"#, "x".repeat(70_000)), 413, None, "larger than"),
+        (
+            r#"{"model": "mini", "messages": [{"role": "user", "content": 5}]}"#.to_owned(),
+            400,
+            Some("messages[0].content"),
+            "a string or an array",
+        ),
+        (
+            r#"{"model": "mini", "messages": [{"role": "user", "content": "x"}], "temperature": 3}"#.to_owned(),
+            400,
+            Some("temperature"),
+            "between 0 and 2",
+        ),
+        (
+            format!(r#"{{"model": "mini", "messages": [{{"role": "user", "content": "{}"}}]}}"#, "x".repeat(70_000)),
+            413,
+            None,
+            "larger than",
+        ),
     ];
     for (body, status, param, message) in cases {
         let response = gateway.post_raw("/v1/chat/completions", body).await;
@@ -112,14 +127,18 @@ async fn streams_are_relayed_with_usage_and_done() {
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let events = sse_data(&response.text().await.unwrap());
     assert_eq!(events.last().unwrap(), "[DONE]");
-    let chunks: Vec<serde_json::Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+    let chunks: Vec<serde_json::Value> =
+        events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
     let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
     assert_eq!(text, "echo: one two three");
     assert_eq!(chunks.last().unwrap()["usage"]["total_tokens"], 15);
     assert_eq!(upstream.last_request().await.body["stream_options"]["include_usage"], true);
 
     let metrics = gateway.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains(r#"cherrypick_tokens_total{direction="completion",model="gpt-4o-mini",provider="fake"} 5"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"cherrypick_tokens_total{direction="completion",model="gpt-4o-mini",provider="fake"} 5"#),
+        "{metrics}"
+    );
     assert!(metrics.contains(r#"cherrypick_cost_usd_total{model="gpt-4o-mini",provider="fake"} 0.00002"#), "{metrics}");
 }
 
@@ -173,7 +192,8 @@ async fn an_idle_stream_gets_keep_alive_comments() {
     let mut stream = response.bytes_stream();
     stream.next().await.unwrap().unwrap();
     // The upstream is held; with `sse_keep_alive_secs = 1` a comment frame arrives meanwhile.
-    let frame = tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("a keep-alive").unwrap().unwrap();
+    let frame =
+        tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("a keep-alive").unwrap().unwrap();
     assert_eq!(&frame[..], b": keep-alive\n\n");
     upstream.release(4);
 }
@@ -216,7 +236,10 @@ async fn upstream_rate_limits_and_auth_errors_keep_their_class_without_leaking()
 
     let metrics = gateway.get("/metrics").await.text().await.unwrap();
     assert!(!metrics.contains(PROVIDER_KEY) && !metrics.contains(MASTER_KEY));
-    assert!(metrics.contains(r#"cherrypick_upstream_errors_total{kind="rate_limited",provider="fake"} 1"#), "{metrics}");
+    assert!(
+        metrics.contains(r#"cherrypick_upstream_errors_total{kind="rate_limited",provider="fake"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -252,7 +275,8 @@ async fn a_provider_without_its_key_answers_503_naming_the_variable() {
 async fn completions_embeddings_and_models() {
     let upstream = FakeUpstream::start().await;
     let gateway = TestGateway::start(&upstream).await;
-    let completion = json(gateway.post("/v1/completions", json!({"model": "mini", "prompt": "say", "max_tokens": 3})).await).await;
+    let completion =
+        json(gateway.post("/v1/completions", json!({"model": "mini", "prompt": "say", "max_tokens": 3})).await).await;
     assert_eq!(completion["choices"][0]["text"], "hello");
     assert_eq!(upstream.last_request().await.path, "/v1/completions");
 

@@ -37,7 +37,12 @@ async fn official_python_sdk() {
     if skip() {
         return;
     }
-    run_against_gateway("python3", &["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_openai_sdk.py"], "tests/sdk/python").await;
+    run_against_gateway(
+        "python3",
+        &["-m", "pytest", "-q", "-p", "no:cacheprovider", "test_openai_sdk.py"],
+        "tests/sdk/python",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

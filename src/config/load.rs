@@ -41,10 +41,8 @@ pub struct Loaded {
 /// Loads a file, with the process environment as overlay and secret source.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        source_name: name.clone(),
-        problems: vec![format!("cannot read the file: {e}")],
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError { source_name: name.clone(), problems: vec![format!("cannot read the file: {e}")] })?;
     let env: Vec<(String, String)> = std::env::vars().collect();
     load_str(&text, &name, &env)
 }
@@ -81,7 +79,9 @@ pub fn load_str(text: &str, source_name: &str, env: &[(String, String)]) -> Resu
 /// parse as a TOML value (numbers, booleans, arrays), otherwise as strings.
 fn overlay_env(table: &mut Table, env: &[(String, String)], problems: &mut Vec<String>) {
     for (name, raw) in env {
-        let Some(path) = name.strip_prefix(ENV_PREFIX) else { continue };
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
         let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
         if keys.iter().any(String::is_empty) {
             problems.push(format!("environment variable `{name}` has an empty key segment"));
@@ -192,7 +192,9 @@ fn cross_check(config: &Config, problems: &mut Vec<String>) {
             _ => {}
         }
         for (header, value) in &provider.headers {
-            if http::HeaderName::try_from(header.as_str()).is_err() || http::HeaderValue::try_from(value.as_str()).is_err() {
+            if http::HeaderName::try_from(header.as_str()).is_err()
+                || http::HeaderValue::try_from(value.as_str()).is_err()
+            {
                 problems.push(format!("`providers.{name}.headers.{header}` is not a valid HTTP header"));
             }
         }
@@ -253,7 +255,11 @@ mod tests {
         let loaded = load_str(
             GOOD,
             "test",
-            &env(&[("CP_MASTER", "sk-master"), ("CHERRYPICK__SERVER__LISTEN", "0.0.0.0:81"), ("CHERRYPICK__SERVER__MAX_BODY_BYTES", "1024")]),
+            &env(&[
+                ("CP_MASTER", "sk-master"),
+                ("CHERRYPICK__SERVER__LISTEN", "0.0.0.0:81"),
+                ("CHERRYPICK__SERVER__MAX_BODY_BYTES", "1024"),
+            ]),
         )
         .unwrap();
         let config = loaded.config;

@@ -26,10 +26,7 @@ impl Secret {
     /// Parses `env::NAME` (looked up with `lookup`) or a literal value.
     pub fn parse(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Self {
         match text.strip_prefix("env::") {
-            Some(name) => Self {
-                source: Source::Env(name.to_owned()),
-                value: lookup(name).filter(|v| !v.is_empty()),
-            },
+            Some(name) => Self { source: Source::Env(name.to_owned()), value: lookup(name).filter(|v| !v.is_empty()) },
             None => Self::literal(text),
         }
     }

@@ -24,7 +24,13 @@ pub struct Metered {
 }
 
 impl Metered {
-    pub fn new(inner: ChunkStream, route: Arc<Route>, started: Instant, usage: Option<Usage>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        inner: ChunkStream,
+        route: Arc<Route>,
+        started: Instant,
+        usage: Option<Usage>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self { inner, route, started, usage, metrics, finished: false }
     }
 

@@ -83,7 +83,12 @@ impl Gateway {
         self.answer(route, reply, started).await
     }
 
-    async fn answer(&self, route: Arc<Route>, reply: Result<Reply, ProviderError>, started: Instant) -> Result<Answer, ApiError> {
+    async fn answer(
+        &self,
+        route: Arc<Route>,
+        reply: Result<Reply, ProviderError>,
+        started: Instant,
+    ) -> Result<Answer, ApiError> {
         let reply = reply.map_err(|e| self.upstream_failed(&route, e))?;
         match reply {
             Reply::Json(json) => {

@@ -42,7 +42,9 @@ impl RouteTable {
         let mut by_name = HashMap::new();
         let mut listed = Vec::new();
         for (name, model) in &config.models {
-            let Some(provider) = providers.get(&model.provider) else { continue };
+            let Some(provider) = providers.get(&model.provider) else {
+                continue;
+            };
             let route = Arc::new(Route {
                 model: Arc::from(name.as_str()),
                 upstream: model.upstream.clone().unwrap_or_else(|| name.clone()),
@@ -53,14 +55,20 @@ impl RouteTable {
             });
             for public in std::iter::once(name).chain(&model.aliases) {
                 by_name.insert(public.clone(), route.clone());
-                listed.push(ModelObject { id: public.clone(), object: "model", created: 0, owned_by: model.provider.clone() });
+                listed.push(ModelObject {
+                    id: public.clone(),
+                    object: "model",
+                    created: 0,
+                    owned_by: model.provider.clone(),
+                });
             }
         }
         let auto = config.routing.default.as_ref().and_then(|name| by_name.get(name)).cloned();
         if auto.is_some() {
             listed.push(ModelObject { id: "auto".into(), object: "model", created: 0, owned_by: "cherrypick".into() });
         }
-        let model_list = serde_json::to_vec(&ModelList { object: "list", data: listed }).map(Bytes::from).unwrap_or_default();
+        let model_list =
+            serde_json::to_vec(&ModelList { object: "list", data: listed }).map(Bytes::from).unwrap_or_default();
         Self { by_name, auto, model_list }
     }
 
@@ -69,9 +77,7 @@ impl RouteTable {
             return Ok(route.clone());
         }
         if model == "auto" || model.starts_with("auto:") {
-            return self.auto.clone().ok_or_else(|| {
-                ApiError::model_not_found(model).with_code("model_not_found")
-            });
+            return self.auto.clone().ok_or_else(|| ApiError::model_not_found(model).with_code("model_not_found"));
         }
         Err(ApiError::model_not_found(model))
     }

@@ -14,7 +14,10 @@ pub fn chat(request: &ChatCompletionRequest) -> Result<(), ApiError> {
         return Err(ApiError::invalid_field("stop", "`stop` takes at most 4 sequences"));
     }
     if request.stream_options.is_some() && !request.is_stream() {
-        return Err(ApiError::invalid_field("stream_options", "`stream_options` is only allowed when `stream` is true"));
+        return Err(ApiError::invalid_field(
+            "stream_options",
+            "`stream_options` is only allowed when `stream` is true",
+        ));
     }
     if let Some(tools) = &request.tools
         && tools.iter().any(|t| t.function.name.is_empty())

@@ -11,7 +11,9 @@ use super::AppState;
 use crate::error::ApiError;
 
 pub async fn require_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(expected) = &state.master_key else { return next.run(request).await };
+    let Some(expected) = &state.master_key else {
+        return next.run(request).await;
+    };
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)

@@ -48,9 +48,10 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         };
         ApiError::invalid_field(param.clone(), format!("invalid `{param}`: {message}"))
     })?;
-    deserializer
-        .end()
-        .map_err(|e| ApiError::bad_request(format!("we could not parse the JSON body of your request: {e}")).with_code("invalid_json"))?;
+    deserializer.end().map_err(|e| {
+        ApiError::bad_request(format!("we could not parse the JSON body of your request: {e}"))
+            .with_code("invalid_json")
+    })?;
     Ok(value)
 }
 
@@ -60,7 +61,7 @@ mod tests {
     use crate::openai::ChatCompletionRequest;
 
     fn error(body: &str) -> ApiError {
-        parse::<ChatCompletionRequest>(body.as_bytes()).err().expect("rejected")
+        parse::<ChatCompletionRequest>(body.as_bytes()).expect_err("rejected")
     }
 
     #[test]

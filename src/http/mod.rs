@@ -2,7 +2,7 @@
 
 mod auth;
 mod handlers;
-mod json;
+pub mod json;
 mod observe;
 mod ops;
 mod sse;

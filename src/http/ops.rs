@@ -23,7 +23,9 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         .gateway
         .providers()
         .iter()
-        .map(|(name, p)| (name.to_owned(), Value::from(if p.is_configured() { "ready" } else { "missing_credentials" })))
+        .map(|(name, p)| {
+            (name.to_owned(), Value::from(if p.is_configured() { "ready" } else { "missing_credentials" }))
+        })
         .collect();
     let status = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let body = json!({"status": if draining { "draining" } else { "ready" }, "providers": providers});

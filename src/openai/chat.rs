@@ -113,11 +113,19 @@ impl<'de> Deserialize<'de> for ChatMessage {
         let raw = RawMessage::deserialize(deserializer)?;
         let content = |content: Option<MessageContent>| content.ok_or_else(|| D::Error::missing_field("content"));
         Ok(match raw.role {
-            Role::System => ChatMessage::System(InstructionMessage { content: content(raw.content)?, name: raw.name, extra: raw.extra }),
-            Role::Developer => {
-                ChatMessage::Developer(InstructionMessage { content: content(raw.content)?, name: raw.name, extra: raw.extra })
+            Role::System => ChatMessage::System(InstructionMessage {
+                content: content(raw.content)?,
+                name: raw.name,
+                extra: raw.extra,
+            }),
+            Role::Developer => ChatMessage::Developer(InstructionMessage {
+                content: content(raw.content)?,
+                name: raw.name,
+                extra: raw.extra,
+            }),
+            Role::User => {
+                ChatMessage::User(UserMessage { content: content(raw.content)?, name: raw.name, extra: raw.extra })
             }
-            Role::User => ChatMessage::User(UserMessage { content: content(raw.content)?, name: raw.name, extra: raw.extra }),
             Role::Assistant => ChatMessage::Assistant(AssistantMessage {
                 content: raw.content,
                 refusal: raw.refusal,

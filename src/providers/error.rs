@@ -12,20 +12,24 @@ pub enum ProviderError {
     Connect { provider: String, detail: String },
     #[error("provider `{provider}` did not answer in time")]
     Timeout { provider: String },
-    #[error("provider `{provider}` answered {status}: {message}")]
-    Upstream {
-        provider: String,
-        status: StatusCode,
-        message: String,
-        kind: Option<String>,
-        code: Option<String>,
-        param: Option<String>,
-        retry_after: Option<HeaderValue>,
-    },
+    #[error("provider `{}` answered {}: {}", .0.provider, .0.status, .0.message)]
+    Upstream(Box<UpstreamError>),
     #[error("provider `{provider}` sent an invalid response: {detail}")]
     InvalidResponse { provider: String, detail: String },
     #[error("provider `{provider}` does not support `{param}`: {detail}")]
     Unsupported { provider: String, param: String, detail: String },
+}
+
+/// An error answer from the upstream, boxed: it is the largest case and the cold path.
+#[derive(Debug, Clone)]
+pub struct UpstreamError {
+    pub provider: String,
+    pub status: StatusCode,
+    pub message: String,
+    pub kind: Option<String>,
+    pub code: Option<String>,
+    pub param: Option<String>,
+    pub retry_after: Option<HeaderValue>,
 }
 
 impl ProviderError {
@@ -41,7 +45,7 @@ impl ProviderError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Connect { .. } | Self::Timeout { .. } => true,
-            Self::Upstream { status, .. } => *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+            Self::Upstream(e) => e.status == StatusCode::TOO_MANY_REQUESTS || e.status.is_server_error(),
             Self::MissingCredentials { .. } | Self::InvalidResponse { .. } | Self::Unsupported { .. } => false,
         }
     }
@@ -52,9 +56,9 @@ impl ProviderError {
             Self::MissingCredentials { .. } => "credentials",
             Self::Connect { .. } => "connect",
             Self::Timeout { .. } => "timeout",
-            Self::Upstream { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => "rate_limited",
-            Self::Upstream { status, .. } if status.is_server_error() => "upstream_5xx",
-            Self::Upstream { .. } => "upstream_4xx",
+            Self::Upstream(e) if e.status == StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+            Self::Upstream(e) if e.status.is_server_error() => "upstream_5xx",
+            Self::Upstream(_) => "upstream_4xx",
             Self::InvalidResponse { .. } => "invalid_response",
             Self::Unsupported { .. } => "unsupported",
         }
@@ -65,21 +69,19 @@ impl ProviderError {
             Self::MissingCredentials { .. } => {
                 ApiError::unavailable(self.to_string()).with_code("provider_not_configured")
             }
-            Self::Connect { .. } => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "server_error", self.to_string()).with_code("upstream_unreachable")
+            Self::Connect { .. } => ApiError::new(StatusCode::BAD_GATEWAY, "server_error", self.to_string())
+                .with_code("upstream_unreachable"),
+            Self::Timeout { .. } => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "server_error", self.to_string())
+                .with_code("upstream_timeout"),
+            Self::InvalidResponse { .. } => ApiError::new(StatusCode::BAD_GATEWAY, "server_error", self.to_string())
+                .with_code("invalid_upstream_response"),
+            Self::Unsupported { provider, param, detail } => {
+                ApiError::bad_request(format!("provider `{provider}` does not support `{param}`: {detail}"))
+                    .with_param(param)
+                    .with_code("unsupported_parameter")
             }
-            Self::Timeout { .. } => {
-                ApiError::new(StatusCode::GATEWAY_TIMEOUT, "server_error", self.to_string()).with_code("upstream_timeout")
-            }
-            Self::InvalidResponse { .. } => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "server_error", self.to_string()).with_code("invalid_upstream_response")
-            }
-            Self::Unsupported { provider, param, detail } => ApiError::bad_request(format!(
-                "provider `{provider}` does not support `{param}`: {detail}"
-            ))
-            .with_param(param)
-            .with_code("unsupported_parameter"),
-            Self::Upstream { provider, status, message, kind, code, param, retry_after } => {
+            Self::Upstream(upstream) => {
+                let UpstreamError { provider, status, message, kind, code, param, retry_after } = *upstream;
                 let status = match status.as_u16() {
                     // The gateway's own credentials were refused: still an authentication failure.
                     401 | 403 => StatusCode::UNAUTHORIZED,
@@ -92,10 +94,11 @@ impl ProviderError {
                     500..=599 => "server_error",
                     _ => "invalid_request_error",
                 };
-                let mut error = ApiError::new(status, leak_kind(kind.as_deref(), default_kind), format!("{provider}: {message}"));
+                let mut error =
+                    ApiError::new(status, leak_kind(kind.as_deref(), default_kind), format!("{provider}: {message}"));
                 error.code = code.map(Into::into);
                 error.param = param.map(Into::into);
-                error.retry_after = retry_after;
+                error.retry_after = retry_after.map(Box::new);
                 error
             }
         }

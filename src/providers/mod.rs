@@ -4,9 +4,9 @@
 mod error;
 pub mod openai_compat;
 mod redact;
-mod transport;
 mod registry;
 pub mod sse;
+mod transport;
 
 use std::pin::Pin;
 

@@ -124,7 +124,8 @@ mod tests {
 
     #[test]
     fn splits_events_across_arbitrary_chunk_boundaries() {
-        let stream = b"data: {\"a\":1}\n\n: keep-alive\n\nevent: ping\ndata: {}\r\n\r\ndata: x\ndata: y\n\ndata: [DONE]\n\n";
+        let stream =
+            b"data: {\"a\":1}\n\n: keep-alive\n\nevent: ping\ndata: {}\r\n\r\ndata: x\ndata: y\n\ndata: [DONE]\n\n";
         for cut in 0..stream.len() {
             let events = decode_all(&[&stream[..cut], &stream[cut..]]);
             let data: Vec<&[u8]> = events.iter().map(|e| &e.data[..]).collect();

@@ -7,6 +7,7 @@ use http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
 
 use super::ProviderError;
+use super::error::UpstreamError;
 use super::redact::redact;
 use super::sse::{SseDecoder, SseEvent};
 
@@ -46,7 +47,11 @@ pub fn transport_error(provider: &str, error: &reqwest::Error) -> ProviderError 
 }
 
 /// The body of a successful JSON answer, or the upstream's error.
-pub async fn read_ok_body(provider: &str, response: reqwest::Response, secret: Option<&str>) -> Result<Bytes, ProviderError> {
+pub async fn read_ok_body(
+    provider: &str,
+    response: reqwest::Response,
+    secret: Option<&str>,
+) -> Result<Bytes, ProviderError> {
     if !response.status().is_success() {
         return Err(read_error(provider, response, secret).await);
     }
@@ -79,14 +84,16 @@ pub fn upstream_error(
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let detail = parsed.as_ref().map(|v| v.get("error").unwrap_or(v));
     let field = |name: &str| detail.and_then(|d| d.get(name)).and_then(value_text);
-    let message = field("message")
-        .or_else(|| detail.and_then(value_text))
-        .or_else(|| field("detail"))
-        .unwrap_or_else(|| {
+    let message =
+        field("message").or_else(|| detail.and_then(value_text)).or_else(|| field("detail")).unwrap_or_else(|| {
             let text = String::from_utf8_lossy(body);
-            if text.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { text.into_owned() }
+            if text.trim().is_empty() {
+                status.canonical_reason().unwrap_or("error").to_owned()
+            } else {
+                text.into_owned()
+            }
         });
-    ProviderError::Upstream {
+    ProviderError::Upstream(Box::new(UpstreamError {
         provider: provider.to_owned(),
         status,
         message: redact(message.trim(), secret),
@@ -94,7 +101,7 @@ pub fn upstream_error(
         code: field("code"),
         param: field("param"),
         retry_after,
-    }
+    }))
 }
 
 fn value_text(value: &Value) -> Option<String> {
@@ -106,7 +113,10 @@ fn value_text(value: &Value) -> Option<String> {
 }
 
 /// Decodes an SSE body into events. A broken connection ends the stream with an error item.
-pub fn sse_events(provider: String, response: reqwest::Response) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
+pub fn sse_events(
+    provider: String,
+    response: reqwest::Response,
+) -> impl Stream<Item = Result<SseEvent, ProviderError>> + Send {
     let body = response.bytes_stream();
     futures_util::stream::unfold(
         (body, SseDecoder::default(), provider, false),
@@ -141,12 +151,14 @@ mod tests {
     #[test]
     fn reads_openai_and_other_error_shapes() {
         let openai = br#"{"error":{"message":"This model's maximum context length is 4097 tokens.","type":"invalid_request_error","param":"messages","code":"context_length_exceeded"}}"#;
-        let ProviderError::Upstream { message, kind, code, param, .. } = upstream_error("p", StatusCode::BAD_REQUEST, None, openai, None)
-        else {
+        let ProviderError::Upstream(e) = upstream_error("p", StatusCode::BAD_REQUEST, None, openai, None) else {
             panic!()
         };
-        assert_eq!(message, "This model's maximum context length is 4097 tokens.");
-        assert_eq!((kind.as_deref(), code.as_deref(), param.as_deref()), (Some("invalid_request_error"), Some("context_length_exceeded"), Some("messages")));
+        assert_eq!(e.message, "This model's maximum context length is 4097 tokens.");
+        assert_eq!(
+            (e.kind.as_deref(), e.code.as_deref(), e.param.as_deref()),
+            (Some("invalid_request_error"), Some("context_length_exceeded"), Some("messages"))
+        );
 
         for (body, expected) in [
             (&br#"{"error":"model not loaded"}"#[..], "model not loaded"),
@@ -154,17 +166,19 @@ mod tests {
             (b"upstream exploded", "upstream exploded"),
             (b"", "Service Unavailable"),
         ] {
-            let ProviderError::Upstream { message, .. } = upstream_error("p", StatusCode::SERVICE_UNAVAILABLE, None, body, None) else {
+            let ProviderError::Upstream(e) = upstream_error("p", StatusCode::SERVICE_UNAVAILABLE, None, body, None)
+            else {
                 panic!()
             };
-            assert_eq!(message, expected);
+            assert_eq!(e.message, expected);
         }
     }
 
     #[test]
     fn the_key_never_survives() {
         let body = br#"{"error":{"message":"Incorrect API key provided: sk-test-1234567890abcdefghij","code":"invalid_api_key"}}"#;
-        let error = upstream_error("openai", StatusCode::UNAUTHORIZED, None, body, Some("sk-test-1234567890abcdefghij"));
+        let error =
+            upstream_error("openai", StatusCode::UNAUTHORIZED, None, body, Some("sk-test-1234567890abcdefghij"));
         assert!(!format!("{error:?}").contains("1234567890"), "{error:?}");
     }
 }

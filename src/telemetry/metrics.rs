@@ -48,8 +48,8 @@ impl Metrics {
             &["method", "endpoint"],
         )
         .expect("valid metric");
-        let in_flight =
-            IntGauge::new(names::REQUESTS_IN_FLIGHT, "Requests being answered, streams included").expect("valid metric");
+        let in_flight = IntGauge::new(names::REQUESTS_IN_FLIGHT, "Requests being answered, streams included")
+            .expect("valid metric");
         let llm_latency = HistogramVec::new(
             HistogramOpts::new(names::LLM_LATENCY_SECONDS, "Upstream call duration to the last byte")
                 .buckets(LLM_BUCKETS.to_vec()),
@@ -91,9 +91,22 @@ impl Metrics {
         }
         #[cfg(target_os = "linux")]
         registry
-            .register(Box::new(prometheus::process_collector::ProcessCollector::new(std::process::id() as i32, names::NAMESPACE)))
+            .register(Box::new(prometheus::process_collector::ProcessCollector::new(
+                std::process::id() as i32,
+                names::NAMESPACE,
+            )))
             .expect("process collector registers once");
-        Self { registry, requests, request_duration, in_flight, llm_latency, time_to_first_token, tokens, cost_usd, upstream_errors }
+        Self {
+            registry,
+            requests,
+            request_duration,
+            in_flight,
+            llm_latency,
+            time_to_first_token,
+            tokens,
+            cost_usd,
+            upstream_errors,
+        }
     }
 
     pub fn for_model(&self, model: &str, provider: &str) -> ModelMetrics {

@@ -23,7 +23,15 @@ use serde_json::{Value, json};
 use tokio::sync::{Mutex, Semaphore};
 
 pub const BEHAVIOURS: &[&str] = &[
-    "status-400", "status-401", "status-429", "status-500", "status-503", "gated-stream", "cut-stream", "empty-stream", "garbage",
+    "status-400",
+    "status-401",
+    "status-429",
+    "status-500",
+    "status-503",
+    "gated-stream",
+    "cut-stream",
+    "empty-stream",
+    "garbage",
 ];
 
 #[derive(Debug, Clone)]
@@ -127,8 +135,14 @@ async fn answer(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
 fn error(status: u16) -> Response {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (message, kind, code) = match status.as_u16() {
-        400 => ("This model's maximum context length is 8192 tokens.", "invalid_request_error", "context_length_exceeded"),
-        401 => ("Incorrect API key provided: sk-upstream-secret-0123456789abcdef.", "invalid_request_error", "invalid_api_key"),
+        400 => {
+            ("This model's maximum context length is 8192 tokens.", "invalid_request_error", "context_length_exceeded")
+        }
+        401 => (
+            "Incorrect API key provided: sk-upstream-secret-0123456789abcdef.",
+            "invalid_request_error",
+            "invalid_api_key",
+        ),
         429 => ("Rate limit reached for requests", "requests", "rate_limit_exceeded"),
         _ => ("The server had an error while processing your request.", "server_error", "server_error"),
     };
@@ -198,7 +212,11 @@ fn echo_chunks(body: &Value) -> Vec<String> {
         Some(name) => {
             events.push(chunk(body, json!({"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": name, "arguments": ""}}]}), Value::Null));
             for piece in ["{\"city\"", ":\"Par", "is\"}"] {
-                events.push(chunk(body, json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}), Value::Null));
+                events.push(chunk(
+                    body,
+                    json!({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]}),
+                    Value::Null,
+                ));
             }
             "tool_calls"
         }
@@ -224,7 +242,8 @@ fn embeddings(body: &Value) -> Response {
         Value::Array(items) if items.first().is_some_and(|i| !i.is_number()) => items.len(),
         _ => 1,
     };
-    let data: Vec<Value> = (0..count).map(|i| json!({"object": "embedding", "index": i, "embedding": [0.1, 0.2, i as f64]})).collect();
+    let data: Vec<Value> =
+        (0..count).map(|i| json!({"object": "embedding", "index": i, "embedding": [0.1, 0.2, i as f64]})).collect();
     axum::Json(json!({"object": "list", "data": data, "model": body["model"], "usage": {"prompt_tokens": 4, "total_tokens": 4}}))
         .into_response()
 }
@@ -254,7 +273,11 @@ fn gated_stream(shared: Arc<Shared>) -> Response {
                 0 => chunk(&body, json!({"role": "assistant", "content": "part0 "}), Value::Null),
                 1..=4 => {
                     guard.0.gate.acquire().await.expect("gate open").forget();
-                    chunk(&body, json!({"content": format!("part{i} ")}), if i == 4 { json!("stop") } else { Value::Null })
+                    chunk(
+                        &body,
+                        json!({"content": format!("part{i} ")}),
+                        if i == 4 { json!("stop") } else { Value::Null },
+                    )
                 }
                 5 => {
                     guard.0.stream_finished.store(true, Ordering::SeqCst);
@@ -271,7 +294,10 @@ fn gated_stream(shared: Arc<Shared>) -> Response {
 fn cut_stream() -> Response {
     let body = json!({"model": "cut-stream"});
     let frames = futures_util::stream::iter([
-        Ok(Bytes::from(format!("data: {}\n\n", chunk(&body, json!({"role": "assistant", "content": "one "}), Value::Null)))),
+        Ok(Bytes::from(format!(
+            "data: {}\n\n",
+            chunk(&body, json!({"role": "assistant", "content": "one "}), Value::Null)
+        ))),
         Ok(Bytes::from(format!("data: {}\n\n", chunk(&body, json!({"content": "two "}), Value::Null)))),
     ]);
     // The pause lets the two chunks leave before the connection is torn down.

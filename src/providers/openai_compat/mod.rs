@@ -45,7 +45,8 @@ impl OpenAiCompatible {
             headers.insert(header::AUTHORIZATION, value);
         }
         for (name, value) in &config.headers {
-            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str())) {
+            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
+            {
                 headers.insert(name, value);
             }
         }
@@ -83,7 +84,8 @@ impl OpenAiCompatible {
 
     async fn json_reply(&self, response: reqwest::Response) -> Result<JsonReply, ProviderError> {
         let body = read_ok_body(&self.name, response, self.api_key.as_deref()).await?;
-        let usage = Usage::from_response(&body).map_err(|e| ProviderError::invalid_response(&self.name, format!("not JSON: {e}")))?;
+        let usage = Usage::from_response(&body)
+            .map_err(|e| ProviderError::invalid_response(&self.name, format!("not JSON: {e}")))?;
         Ok(JsonReply { body, usage })
     }
 
@@ -105,7 +107,10 @@ impl OpenAiCompatible {
             return reject("n", "only one choice per request (n = 1)");
         }
         if q.no_logprobs && (request.logprobs == Some(true) || request.top_logprobs.is_some()) {
-            return reject(if request.logprobs == Some(true) { "logprobs" } else { "top_logprobs" }, "log probabilities are not available");
+            return reject(
+                if request.logprobs == Some(true) { "logprobs" } else { "top_logprobs" },
+                "log probabilities are not available",
+            );
         }
         if q.no_logit_bias && request.logit_bias.is_some() {
             return reject("logit_bias", "token biasing is not available");
@@ -201,7 +206,8 @@ mod tests {
     use serde_json::json;
 
     fn adapter(kind: ProviderKind) -> OpenAiCompatible {
-        let config = ProviderConfig { kind, base_url: None, api_key: Some(Secret::literal("k")), headers: Default::default() };
+        let config =
+            ProviderConfig { kind, base_url: None, api_key: Some(Secret::literal("k")), headers: Default::default() };
         OpenAiCompatible::new("p", &config, reqwest::Client::new())
     }
 
@@ -224,7 +230,9 @@ mod tests {
         let body = serde_json::to_value(&*adapted).unwrap();
         assert_eq!(body["max_tokens"], 5);
         assert_eq!(body["random_seed"], 1);
-        assert!(body.get("seed").is_none() && body.get("user").is_none() && body.get("max_completion_tokens").is_none());
+        assert!(
+            body.get("seed").is_none() && body.get("user").is_none() && body.get("max_completion_tokens").is_none()
+        );
     }
 
     #[test]
@@ -238,7 +246,22 @@ mod tests {
     #[test]
     fn every_preset_has_an_absolute_base_url() {
         use ProviderKind::*;
-        for kind in [Openai, Mistral, Groq, Together, Fireworks, Deepseek, Xai, Perplexity, Openrouter, Cerebras, Deepinfra, Ollama, Vllm, Huggingface] {
+        for kind in [
+            Openai,
+            Mistral,
+            Groq,
+            Together,
+            Fireworks,
+            Deepseek,
+            Xai,
+            Perplexity,
+            Openrouter,
+            Cerebras,
+            Deepinfra,
+            Ollama,
+            Vllm,
+            Huggingface,
+        ] {
             assert!(reqwest::Url::parse(preset(kind).base_url).is_ok(), "{kind:?}");
         }
     }

@@ -54,7 +54,13 @@ pub fn preset(kind: ProviderKind) -> Preset {
         ProviderKind::Mistral => (
             "https://api.mistral.ai/v1",
             Bearer,
-            Quirks { seed_field: Some("random_seed"), no_logprobs: true, no_logit_bias: true, strip_attribution: true, ..COMPAT },
+            Quirks {
+                seed_field: Some("random_seed"),
+                no_logprobs: true,
+                no_logit_bias: true,
+                strip_attribution: true,
+                ..COMPAT
+            },
         ),
         ProviderKind::Groq => (
             "https://api.groq.com/openai/v1",
@@ -63,7 +69,9 @@ pub fn preset(kind: ProviderKind) -> Preset {
         ),
         ProviderKind::Together => ("https://api.together.xyz/v1", Bearer, COMPAT),
         ProviderKind::Fireworks => ("https://api.fireworks.ai/inference/v1", Bearer, COMPAT),
-        ProviderKind::Deepseek => ("https://api.deepseek.com/v1", Bearer, Quirks { single_choice: true, no_logit_bias: true, ..COMPAT }),
+        ProviderKind::Deepseek => {
+            ("https://api.deepseek.com/v1", Bearer, Quirks { single_choice: true, no_logit_bias: true, ..COMPAT })
+        }
         ProviderKind::Xai => ("https://api.x.ai/v1", Bearer, COMPAT),
         ProviderKind::Perplexity => (
             "https://api.perplexity.ai",
@@ -71,11 +79,9 @@ pub fn preset(kind: ProviderKind) -> Preset {
             Quirks { single_choice: true, no_logit_bias: true, strip_attribution: true, ..COMPAT },
         ),
         ProviderKind::Openrouter => ("https://openrouter.ai/api/v1", Bearer, COMPAT),
-        ProviderKind::Cerebras => (
-            "https://api.cerebras.ai/v1",
-            Bearer,
-            Quirks { no_penalties: true, no_logit_bias: true, ..COMPAT },
-        ),
+        ProviderKind::Cerebras => {
+            ("https://api.cerebras.ai/v1", Bearer, Quirks { no_penalties: true, no_logit_bias: true, ..COMPAT })
+        }
         ProviderKind::Deepinfra => ("https://api.deepinfra.com/v1/openai", Bearer, COMPAT),
         ProviderKind::Ollama => ("http://127.0.0.1:11434/v1", OptionalBearer, COMPAT),
         ProviderKind::Vllm => ("http://127.0.0.1:8000/v1", OptionalBearer, COMPAT),
