@@ -38,6 +38,7 @@ resolve_bin "$REPO"
 # ---- 1. refresh the copy (source files only; installed things stay)
 mkdir -p "$WORK"
 cp -a "$SRC/." "$WORK/"
+chmod u+w "$WORK"
 ( cd "$SRC" && find . -mindepth 1 -maxdepth 1 -printf '%P\n' ) | while read -r e; do
   # make the copied (read-only) entries writable; skip heavy installed trees
   find "$WORK/$e" \( -path "$WORK/portkey/node_modules" -o -path "$WORK/venv" \) -prune -o -exec chmod u+w {} +
@@ -70,7 +71,7 @@ def patch(rel, edits):
             sys.exit(f"patch: {rel}: anchor {anchor!r} found {n} times (want 1); the peer harness changed, update peers.sh")
         s = s.replace(anchor, {"before": text + anchor, "after": anchor + text, "replace": text}[how])
     open(path, "w").write(s)
-    print(f"patched {rel} ({len(edits)} edit(s))")
+    print(f"patched {rel} ({len(edits)} edit(s))", file=sys.stderr)
 
 patch("env.sh", [
     ('mkdir -p "$RUN"',
