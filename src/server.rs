@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -94,6 +95,11 @@ async fn serve(
 ) -> Result<SocketAddr, StartError> {
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let bound = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+    // Small SSE frames must leave at once: without TCP_NODELAY, Nagle's algorithm and delayed ACKs
+    // hold a chunk back for up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let stop = shutdown.clone();
     // Tracked by `tasks`, which shutdown waits on; the handle itself is not needed.
     drop(tasks.spawn(async move {
