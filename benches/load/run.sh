@@ -23,7 +23,7 @@ export CHERRYPICK_MASTER_KEY=$BENCH_KEY
 CONF=$HERE/cherrypick-bench.toml
 
 case " $* " in *" -h "*|*" --help "*)
-  sed -n '2,17p' "$0"; python3 "$HERE/loadbench.py" --help | sed -n '/^options:/,$p'; exit 0 ;;
+  sed -n '2,15p' "$0"; python3 "$HERE/loadbench.py" --help | sed -n '/^options:/,$p'; exit 0 ;;
 esac
 
 resolve_bin "$REPO"
