@@ -17,7 +17,7 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 pub async fn post_json(
     provider: &str,
     client: &reqwest::Client,
-    url: &str,
+    url: reqwest::Url,
     headers: HeaderMap,
     body: Vec<u8>,
 ) -> Result<reqwest::Response, ProviderError> {

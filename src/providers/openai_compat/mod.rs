@@ -19,9 +19,10 @@ use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest,
 
 pub struct OpenAiCompatible {
     name: String,
-    chat_url: String,
-    completions_url: String,
-    embeddings_url: String,
+    /// Parsed once: reqwest would otherwise parse (and IDNA-map) the URL on every request.
+    chat_url: reqwest::Url,
+    completions_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
     /// Authentication and configured extra headers, built once.
     headers: HeaderMap,
     /// Kept to scrub it from upstream error messages.
@@ -56,11 +57,17 @@ impl OpenAiCompatible {
             ),
             _ => None,
         };
+        // The config loader checked that the base URL parses; the placeholder only serves tests
+        // that build an adapter by hand.
+        let url = |path: &str| {
+            reqwest::Url::parse(&format!("{base}{path}"))
+                .unwrap_or_else(|_| reqwest::Url::parse("http://invalid./").expect("valid"))
+        };
         Self {
             name: name.to_owned(),
-            chat_url: format!("{base}/chat/completions"),
-            completions_url: format!("{base}/completions"),
-            embeddings_url: format!("{base}/embeddings"),
+            chat_url: url("/chat/completions"),
+            completions_url: url("/completions"),
+            embeddings_url: url("/embeddings"),
             headers,
             api_key,
             missing_key_env,
@@ -76,10 +83,10 @@ impl OpenAiCompatible {
         }
     }
 
-    async fn post(&self, url: &str, body: &impl Serialize) -> Result<reqwest::Response, ProviderError> {
+    async fn post(&self, url: &reqwest::Url, body: &impl Serialize) -> Result<reqwest::Response, ProviderError> {
         self.check_credentials()?;
         let body = serde_json::to_vec(body).map_err(|e| ProviderError::invalid_response(&self.name, e.to_string()))?;
-        post_json(&self.name, &self.client, url, self.headers.clone(), body).await
+        post_json(&self.name, &self.client, url.clone(), self.headers.clone(), body).await
     }
 
     async fn json_reply(&self, response: reqwest::Response) -> Result<JsonReply, ProviderError> {
