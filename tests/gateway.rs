@@ -8,6 +8,19 @@ use common::{FakeUpstream, MASTER_KEY, PROVIDER_KEY, TestGateway, chat_body, jso
 use futures_util::StreamExt;
 use serde_json::json;
 
+/// Starts a `gated-stream` request and reads its first chunk; the upstream then waits for `release`.
+async fn open_gated_stream(
+    gateway: &TestGateway,
+) -> impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + use<> {
+    let mut body = chat_body("gated-stream", "hi");
+    body["stream"] = json!(true);
+    let response = gateway.post("/v1/chat/completions", body).await;
+    assert_eq!(response.status(), 200);
+    let mut stream = response.bytes_stream();
+    stream.next().await.unwrap().unwrap();
+    stream
+}
+
 #[tokio::test]
 async fn chat_is_forwarded_with_upstream_model_key_and_unknown_fields() {
     let upstream = FakeUpstream::start().await;
@@ -168,11 +181,7 @@ async fn chunks_reach_the_client_before_the_upstream_finishes() {
 async fn a_client_that_disconnects_cancels_the_upstream_request() {
     let upstream = FakeUpstream::start().await;
     let gateway = TestGateway::start(&upstream).await;
-    let mut body = chat_body("gated-stream", "hi");
-    body["stream"] = json!(true);
-    let response = gateway.post("/v1/chat/completions", body).await;
-    let mut stream = response.bytes_stream();
-    stream.next().await.unwrap().unwrap();
+    let mut stream = open_gated_stream(&gateway).await;
     drop(stream);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !upstream.stream_dropped() {
@@ -186,11 +195,7 @@ async fn a_client_that_disconnects_cancels_the_upstream_request() {
 async fn an_idle_stream_gets_keep_alive_comments() {
     let upstream = FakeUpstream::start().await;
     let gateway = TestGateway::start(&upstream).await;
-    let mut body = chat_body("gated-stream", "hi");
-    body["stream"] = json!(true);
-    let response = gateway.post("/v1/chat/completions", body).await;
-    let mut stream = response.bytes_stream();
-    stream.next().await.unwrap().unwrap();
+    let mut stream = open_gated_stream(&gateway).await;
     // The upstream is held; with `sse_keep_alive_secs = 1` a comment frame arrives meanwhile.
     let frame =
         tokio::time::timeout(Duration::from_secs(10), stream.next()).await.expect("a keep-alive").unwrap().unwrap();
@@ -301,11 +306,7 @@ async fn shutdown_drains_a_stream_in_flight_then_stops_listening() {
     let upstream = FakeUpstream::start().await;
     let gateway = TestGateway::start(&upstream).await;
     let addr = gateway.addr();
-    let mut body = chat_body("gated-stream", "hi");
-    body["stream"] = json!(true);
-    let response = gateway.post("/v1/chat/completions", body).await;
-    let mut stream = response.bytes_stream();
-    stream.next().await.unwrap().unwrap();
+    let mut stream = open_gated_stream(&gateway).await;
 
     let shutdown = tokio::spawn(gateway.server.shutdown());
     tokio::time::sleep(Duration::from_millis(100)).await;
