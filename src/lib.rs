@@ -8,5 +8,6 @@ pub mod gateway;
 pub mod http;
 pub mod openai;
 pub mod providers;
+pub mod router;
 pub mod server;
 pub mod telemetry;

@@ -181,7 +181,7 @@ async fn chunks_reach_the_client_before_the_upstream_finishes() {
 async fn a_client_that_disconnects_cancels_the_upstream_request() {
     let upstream = FakeUpstream::start().await;
     let gateway = TestGateway::start(&upstream).await;
-    let mut stream = open_gated_stream(&gateway).await;
+    let stream = open_gated_stream(&gateway).await;
     drop(stream);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !upstream.stream_dropped() {

@@ -11,7 +11,7 @@ use toml::{Table, Value};
 use super::{Config, ProviderKind};
 
 const ENV_PREFIX: &str = "CHERRYPICK__";
-const SECTIONS: &[&str] = &["server", "auth", "log", "metrics", "providers", "models", "routing"];
+const SECTIONS: &[&str] = &["server", "auth", "log", "metrics", "providers", "models", "routing", "router"];
 
 /// A configuration that failed to load: every problem found, one per line.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +65,7 @@ pub fn load_str(text: &str, source_name: &str, env: &[(String, String)]) -> Resu
         log: section(table.remove("log"), "log", &mut problems),
         metrics: section(table.remove("metrics"), "metrics", &mut problems),
         routing: section(table.remove("routing"), "routing", &mut problems),
+        router: section(table.remove("router"), "router", &mut problems),
         providers: entries(table.remove("providers"), "providers", &mut problems),
         models: entries(table.remove("models"), "models", &mut problems),
     };
@@ -222,6 +223,46 @@ fn cross_check(config: &Config, problems: &mut Vec<String>) {
         && !public_names.contains(default.as_str())
     {
         problems.push(format!("`routing.default`: no model or alias named `{default}` in [models]"));
+    }
+    check_router(config, problems);
+}
+
+fn check_router(config: &Config, problems: &mut Vec<String>) {
+    let router = &config.router;
+    if !router.enabled {
+        return;
+    }
+    if config.routing.default.is_none() {
+        problems.push("`router.enabled` needs `routing.default`: the route taken when the router steps aside".into());
+    }
+    for name in router.candidates.iter().chain(router.heads.keys()) {
+        if !config.models.contains_key(name) {
+            problems.push(format!("`router`: candidate `{name}` is not a key of [models]"));
+        }
+    }
+    let policies = router.all_policies();
+    if !policies.contains_key(&router.default_policy) {
+        problems.push(format!("`router.default_policy`: no policy named `{}`", router.default_policy));
+    }
+    for (name, policy) in &policies {
+        for (field, weight) in [("cost_weight", policy.cost_weight), ("latency_weight", policy.latency_weight)] {
+            if !weight.is_finite() || weight < 0.0 {
+                problems.push(format!("`router.policies.{name}.{field}` must be a non-negative number, not {weight}"));
+            }
+        }
+    }
+    for (field, value) in [
+        ("max_tokens", router.max_tokens),
+        ("max_batch", router.max_batch),
+        ("queue", router.queue),
+        ("threads", router.threads),
+    ] {
+        if value == 0 {
+            problems.push(format!("`router.{field}` must be at least 1"));
+        }
+    }
+    if !matches!(router.device.as_str(), "cpu" | "cuda") {
+        problems.push(format!("`router.device`: `{}` is neither `cpu` nor `cuda`", router.device));
     }
 }
 

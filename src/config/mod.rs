@@ -4,6 +4,7 @@
 mod load;
 mod model;
 mod provider;
+mod router;
 mod secret;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 pub use load::{ConfigError, Loaded, load_file, load_str};
 pub use model::{ModelConfig, RoutingConfig};
 pub use provider::{ProviderConfig, ProviderKind};
+pub use router::{DEFAULT_ENCODER, PolicyConfig, RouterConfig};
 pub use secret::Secret;
 
 /// The embedded default configuration: `config/cherrypick.toml`.
@@ -28,6 +30,7 @@ pub struct Config {
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
     pub routing: RoutingConfig,
+    pub router: RouterConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -3,6 +3,7 @@
 
 mod metered;
 mod routes;
+mod routing;
 mod validate;
 
 use std::sync::Arc;
@@ -12,23 +13,25 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 pub use routes::{Route, RouteTable};
+pub use routing::{Routed, is_auto};
 
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, Usage};
 use crate::providers::{ChunkStream, ProviderError, Registry, Reply};
+use crate::router::{Hints, Router, prompt};
 use crate::telemetry::Metrics;
 use metered::Metered;
 
 /// What the gateway answers: a whole JSON body, or a stream whose first chunk has already arrived
 /// (so a failing upstream is still a plain JSON error).
 pub enum Answer {
-    Json { route: Arc<Route>, body: Bytes },
-    Stream { route: Arc<Route>, first: Bytes, rest: ChunkStream },
+    Json { route: Routed, body: Bytes },
+    Stream { route: Routed, first: Bytes, rest: ChunkStream },
 }
 
 impl Answer {
-    pub fn route(&self) -> &Route {
+    pub fn routed(&self) -> &Routed {
         match self {
             Answer::Json { route, .. } | Answer::Stream { route, .. } => route,
         }
@@ -38,14 +41,22 @@ impl Answer {
 pub struct Gateway {
     routes: RouteTable,
     providers: Registry,
+    router: Option<Arc<Router>>,
     metrics: Arc<Metrics>,
 }
 
 impl Gateway {
+    /// Builds the gateway; with `[router]` enabled the router starts loading in the background
+    /// (must be called inside a tokio runtime).
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
         let providers = Registry::from_config(config)?;
         let routes = RouteTable::new(config, &providers, &metrics);
-        Ok(Self { routes, providers, metrics })
+        let router = crate::router::start(config, metrics.router.clone());
+        Ok(Self { routes, providers, router, metrics })
+    }
+
+    pub fn router(&self) -> Option<&Router> {
+        self.router.as_deref()
     }
 
     pub fn routes(&self) -> &RouteTable {
@@ -56,18 +67,18 @@ impl Gateway {
         &self.providers
     }
 
-    pub async fn chat(&self, mut request: ChatCompletionRequest) -> Result<Answer, ApiError> {
+    pub async fn chat(&self, mut request: ChatCompletionRequest, hints: &Hints) -> Result<Answer, ApiError> {
         validate::chat(&request)?;
-        let route = self.routes.resolve(&request.model)?;
+        let route = self.route(&request.model, hints, |max| prompt::chat_text(&request, max)).await?;
         request.model.clone_from(&route.upstream);
         let started = Instant::now();
         let reply = route.provider.chat(&request).await;
         self.answer(route, reply, started).await
     }
 
-    pub async fn completion(&self, mut request: CompletionRequest) -> Result<Answer, ApiError> {
+    pub async fn completion(&self, mut request: CompletionRequest, hints: &Hints) -> Result<Answer, ApiError> {
         validate::completion(&request)?;
-        let route = self.routes.resolve(&request.model)?;
+        let route = self.route(&request.model, hints, |max| prompt::completion_text(&request, max)).await?;
         request.model.clone_from(&route.upstream);
         let started = Instant::now();
         let reply = route.provider.completion(&request).await;
@@ -76,7 +87,7 @@ impl Gateway {
 
     pub async fn embeddings(&self, mut request: EmbeddingsRequest) -> Result<Answer, ApiError> {
         validate::embeddings(&request)?;
-        let route = self.routes.resolve(&request.model)?;
+        let route = Routed::direct(self.routes.resolve(&request.model)?);
         request.model.clone_from(&route.upstream);
         let started = Instant::now();
         let reply = route.provider.embeddings(&request).await.map(Reply::Json);
@@ -85,23 +96,28 @@ impl Gateway {
 
     async fn answer(
         &self,
-        route: Arc<Route>,
+        routed: Routed,
         reply: Result<Reply, ProviderError>,
         started: Instant,
     ) -> Result<Answer, ApiError> {
+        let route = routed.route.clone();
         let reply = reply.map_err(|e| self.upstream_failed(&route, e))?;
         match reply {
             Reply::Json(json) => {
-                route.metrics.latency.observe(started.elapsed().as_secs_f64());
+                let seconds = started.elapsed().as_secs_f64();
+                route.metrics.latency.observe(seconds);
+                self.observe_latency(&route, seconds);
                 record_usage(&route, json.usage.as_ref());
-                Ok(Answer::Json { route, body: json.body })
+                Ok(Answer::Json { route: routed, body: json.body })
             }
             Reply::Stream(mut stream) => match stream.next().await {
                 Some(Ok(first)) => {
-                    route.metrics.time_to_first_token.observe(started.elapsed().as_secs_f64());
+                    let seconds = started.elapsed().as_secs_f64();
+                    route.metrics.time_to_first_token.observe(seconds);
+                    self.observe_latency(&route, seconds);
                     let usage = Usage::find_in(&first);
                     let rest = Metered::new(stream, route.clone(), started, usage, self.metrics.clone());
-                    Ok(Answer::Stream { route, first, rest: Box::pin(rest) })
+                    Ok(Answer::Stream { route: routed, first, rest: Box::pin(rest) })
                 }
                 Some(Err(e)) => Err(self.upstream_failed(&route, e)),
                 None => Err(self.upstream_failed(
@@ -109,6 +125,13 @@ impl Gateway {
                     ProviderError::invalid_response(route.provider.name(), "the stream ended before its first chunk"),
                 )),
             },
+        }
+    }
+
+    /// Feeds the router's latency term: time to the answer, or to the first chunk of a stream.
+    fn observe_latency(&self, route: &Route, seconds: f64) {
+        if let Some(router) = &self.router {
+            router.observe_latency(&route.model, seconds);
         }
     }
 

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::router::State as RouterState;
 
 pub async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
@@ -28,7 +29,15 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         })
         .collect();
     let status = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-    let body = json!({"status": if draining { "draining" } else { "ready" }, "providers": providers});
+    let mut body = json!({"status": if draining { "draining" } else { "ready" }, "providers": providers});
+    // The router never blocks readiness: until it is up, `auto` goes to routing.default.
+    if let Some(router) = state.gateway.router() {
+        body["router"] = match router.state() {
+            RouterState::Loading => json!("loading"),
+            RouterState::Ready => json!("ready"),
+            RouterState::Failed(why) => json!({"failed": why}),
+        };
+    }
     (status, Json(body)).into_response()
 }
 

@@ -18,6 +18,60 @@ pub struct Metrics {
     pub tokens: IntCounterVec,
     pub cost_usd: CounterVec,
     pub upstream_errors: IntCounterVec,
+    pub router: RouterMetrics,
+}
+
+/// The router's series: decisions per chosen model, decision latency, batch size, queue depth, and
+/// step-asides by reason.
+#[derive(Clone)]
+pub struct RouterMetrics {
+    pub decisions: IntCounterVec,
+    pub decision_seconds: Histogram,
+    pub batch_size: Histogram,
+    pub queue_depth: IntGauge,
+    pub step_asides: IntCounterVec,
+}
+
+impl RouterMetrics {
+    fn new() -> Self {
+        Self {
+            decisions: IntCounterVec::new(
+                Opts::new(names::ROUTER_DECISIONS_TOTAL, "Requests the router routed, by chosen model"),
+                &["model"],
+            )
+            .expect("valid metric"),
+            decision_seconds: Histogram::with_opts(
+                HistogramOpts::new(names::ROUTER_DECISION_SECONDS, "Time from queueing a prompt to the decision")
+                    .buckets(DECISION_BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+            batch_size: Histogram::with_opts(
+                HistogramOpts::new(names::ROUTER_BATCH_SIZE, "Prompts encoded per batch")
+                    .buckets(BATCH_BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+            queue_depth: IntGauge::new(names::ROUTER_QUEUE_DEPTH, "Prompts waiting for the router worker")
+                .expect("valid metric"),
+            step_asides: IntCounterVec::new(
+                Opts::new(
+                    names::ROUTER_STEP_ASIDES_TOTAL,
+                    "Requests sent to routing.default because the router could not decide",
+                ),
+                &["reason"],
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 5] {
+        [
+            Box::new(self.decisions.clone()),
+            Box::new(self.decision_seconds.clone()),
+            Box::new(self.batch_size.clone()),
+            Box::new(self.queue_depth.clone()),
+            Box::new(self.step_asides.clone()),
+        ]
+    }
 }
 
 /// Handles for one model's series, resolved once at start so the hot path skips the label lookup.
@@ -32,11 +86,14 @@ pub struct ModelMetrics {
 
 const REQUEST_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 const LLM_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0];
+const DECISION_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
 const TTFT_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
+        let router = RouterMetrics::new();
         let requests = IntCounterVec::new(
             Opts::new(names::REQUESTS_TOTAL, "HTTP requests answered, by endpoint and status"),
             &["method", "endpoint", "status"],
@@ -86,7 +143,10 @@ impl Metrics {
             Box::new(tokens.clone()),
             Box::new(cost_usd.clone()),
             Box::new(upstream_errors.clone()),
-        ] {
+        ]
+        .into_iter()
+        .chain(router.collectors())
+        {
             registry.register(collector).expect("metric names are unique");
         }
         #[cfg(target_os = "linux")]
@@ -106,6 +166,7 @@ impl Metrics {
             tokens,
             cost_usd,
             upstream_errors,
+            router,
         }
     }
 

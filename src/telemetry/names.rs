@@ -10,3 +10,8 @@ pub const COST_USD_TOTAL: &str = "cherrypick_cost_usd_total";
 pub const UPSTREAM_ERRORS_TOTAL: &str = "cherrypick_upstream_errors_total";
 /// Prefix of the process collector's metrics (`cherrypick_process_cpu_seconds_total`, ...).
 pub const NAMESPACE: &str = "cherrypick";
+pub const ROUTER_DECISIONS_TOTAL: &str = "cherrypick_router_decisions_total";
+pub const ROUTER_DECISION_SECONDS: &str = "cherrypick_router_decision_seconds";
+pub const ROUTER_BATCH_SIZE: &str = "cherrypick_router_batch_size";
+pub const ROUTER_QUEUE_DEPTH: &str = "cherrypick_router_queue_depth";
+pub const ROUTER_STEP_ASIDES_TOTAL: &str = "cherrypick_router_step_asides_total";

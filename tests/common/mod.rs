@@ -97,6 +97,15 @@ impl TestGateway {
             .expect("gateway answers")
     }
 
+    /// POST with the master key and extra headers.
+    pub async fn post_with(&self, path: &str, body: serde_json::Value, headers: &[(&str, &str)]) -> reqwest::Response {
+        let mut request = self.client.post(self.url(path)).bearer_auth(MASTER_KEY).json(&body);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("gateway answers")
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).bearer_auth(MASTER_KEY).send().await.expect("gateway answers")
     }
@@ -118,4 +127,19 @@ pub fn sse_data(body: &str) -> Vec<String> {
 
 pub fn chat_body(model: &str, text: &str) -> serde_json::Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": text}]})
+}
+
+/// The all-MiniLM-L6-v2 folder the encoder tests load: `CHERRYPICK_TEST_ENCODER`, or where
+/// `scripts/test` puts it.
+pub fn encoder_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("CHERRYPICK_TEST_ENCODER").map(std::path::PathBuf::from).unwrap_or_else(|| {
+        std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/cherrypick/models/all-MiniLM-L6-v2")
+    });
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "the encoder tests need all-MiniLM-L6-v2 in {} (scripts/test fetches it; or set CHERRYPICK_TEST_ENCODER)",
+        dir.display()
+    );
+    dir
 }

@@ -1,4 +1,6 @@
-//! The command line: `serve` and `config check`.
+//! The command line: `serve`, `config check`, `models pull`, and the router's offline commands.
+
+mod router;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -30,6 +32,16 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Fetch models the gateway needs.
+    Models {
+        #[command(subcommand)]
+        command: router::ModelsCommand,
+    },
+    /// Train, sweep and evaluate the learned router, offline.
+    Router {
+        #[command(subcommand)]
+        command: router::RouterCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +54,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match Cli::parse().command {
         Command::Serve { config } => serve(config.as_deref()),
         Command::Config { command: ConfigCommand::Check { file } } => Ok(check(&file)),
+        Command::Models { command } => router::models(command),
+        Command::Router { command } => router::run(command),
     }
 }
 
@@ -80,6 +94,9 @@ fn serve(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         }
     };
     init_logging(&config.log);
+    if config.router.enabled {
+        crate::router::device::set_threads_before_start(config.router.threads);
+    }
     for warning in &warnings {
         tracing::warn!("{warning}");
     }

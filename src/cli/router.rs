@@ -1,0 +1,433 @@
+//! `cherrypick models pull` and `cherrypick router train | sweep | eval | crossval`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use candle_core::Device;
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
+
+use crate::config::DEFAULT_ENCODER;
+use crate::router::data::{self, Example};
+use crate::router::encoder::Encoder;
+use crate::router::evaluate::{self, Predictions};
+use crate::router::selector::{self, Card, DataRef, ModelCard, Selector};
+use crate::router::train::{self, Dataset, TrainOptions};
+use crate::router::{knn, source};
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Download the router's encoder from the Hugging Face hub into its local cache.
+    Pull {
+        #[arg(long, default_value = DEFAULT_ENCODER)]
+        encoder: String,
+        #[arg(long, default_value = "main")]
+        revision: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RouterCommand {
+    /// Train a selector from routing data (JSON lines) and write DIR/router.safetensors + router.json.
+    Train {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        encoder: EncoderArgs,
+        #[arg(long, default_value_t = TrainOptions::default().seed)]
+        seed: u64,
+        #[arg(long, default_value_t = TrainOptions::default().hidden)]
+        hidden: usize,
+        #[arg(long, default_value_t = TrainOptions::default().max_epochs)]
+        max_epochs: usize,
+    },
+    /// For each of N points on the cost dial, print the model chosen for each prompt (JSON lines).
+    Sweep {
+        #[arg(long)]
+        router: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        encoder: EncoderArgs,
+        #[arg(long, default_value_t = 11)]
+        points: usize,
+    },
+    /// Score a trained router on labelled prompts (RouterBench AIQ; APGR/CPT for two candidates).
+    Eval {
+        #[arg(long)]
+        router: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        encoder: EncoderArgs,
+        #[arg(long, default_value_t = 41)]
+        points: usize,
+    },
+    /// k-fold cross-validation of training on labelled data: the MLP and a kNN baseline, each scored
+    /// on the prompts it did not train on.
+    Crossval {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        encoder: EncoderArgs,
+        #[arg(long, default_value_t = 5)]
+        folds: usize,
+        #[arg(long, default_value_t = 41)]
+        points: usize,
+        #[arg(long, default_value_t = TrainOptions::default().seed)]
+        seed: u64,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    /// JSON-lines file(s) in the routing data format.
+    #[arg(long = "data", required = true)]
+    files: Vec<PathBuf>,
+    /// Comma-separated model names; default: every model in the data (or the selector).
+    #[arg(long, value_delimiter = ',')]
+    candidates: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EncoderArgs {
+    /// Encoder repo id or local folder; default: the selector's (or all-MiniLM-L6-v2 to train).
+    #[arg(long, env = "CHERRYPICK_ENCODER")]
+    encoder: Option<String>,
+    /// Prompt tokens read.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+}
+
+pub fn models(command: ModelsCommand) -> anyhow::Result<ExitCode> {
+    let ModelsCommand::Pull { encoder, revision } = command;
+    let files = block_on(source::fetch(&encoder, &revision, true))?;
+    println!("{encoder}: {}", files.weights.parent().unwrap_or(Path::new(".")).display());
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run(command: RouterCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        RouterCommand::Train { data, out, encoder, seed, hidden, max_epochs } => {
+            let options = TrainOptions { seed, hidden, max_epochs, ..TrainOptions::default() };
+            train_command(&data, &out, &encoder, &options)
+        }
+        RouterCommand::Sweep { router, data, encoder, points } => sweep_command(&router, &data, &encoder, points),
+        RouterCommand::Eval { router, data, encoder, points } => eval_command(&router, &data, &encoder, points),
+        RouterCommand::Crossval { data, encoder, folds, points, seed } => {
+            crossval_command(&data, &encoder, folds, points, seed)
+        }
+    }
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(future)
+}
+
+fn load_encoder(id: &str, max_tokens: usize) -> anyhow::Result<Encoder> {
+    let files = block_on(source::fetch(id, "main", true))?;
+    Ok(Encoder::load(&files, max_tokens, &Device::Cpu)?)
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>10} [{bar:30}] {pos}/{len} {elapsed_precise} eta {eta}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    bar.set_message(what.to_owned());
+    bar
+}
+
+/// Embeddings of every prompt, cached on disk by encoder, length limit and prompts (embedding
+/// thousands of prompts takes minutes; evaluation runs again and again on the same ones).
+fn embeddings(
+    encoder: &Encoder,
+    encoder_id: &str,
+    max_tokens: usize,
+    examples: &[Example],
+) -> anyhow::Result<Vec<f32>> {
+    let mut hash = Sha256::new();
+    hash.update(format!("{encoder_id}\0{max_tokens}\0"));
+    for e in examples {
+        hash.update(e.prompt.as_bytes());
+        hash.update([0]);
+    }
+    let key = format!("{:x}", hash.finalize());
+    let dir = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .map(|d| d.join("cherrypick").join("embeddings"));
+    let path = dir.as_ref().map(|d| d.join(format!("{key}.f32")));
+    let want = examples.len() * encoder.dim();
+    if let Some(bytes) = path.as_ref().and_then(|p| std::fs::read(p).ok())
+        && bytes.len() == want * 4
+    {
+        return Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect());
+    }
+    let texts: Vec<&str> = examples.iter().map(|e| e.prompt.as_str()).collect();
+    let progress = bar(texts.len(), "embedding");
+    let out = train::embed_all(encoder, &texts, 16, |n| progress.inc(n as u64))?;
+    progress.finish_and_clear();
+    if let (Some(dir), Some(path)) = (dir, path) {
+        let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
+        if std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, bytes)).is_err() {
+            eprintln!("note: cannot cache embeddings in {}", dir.display());
+        }
+    }
+    Ok(out)
+}
+
+fn file_sha256(path: &Path) -> anyhow::Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// The candidates asked for, or every model the data labels.
+fn pick_models(examples: &[Example], asked: &[String]) -> anyhow::Result<Vec<String>> {
+    let all = data::models_in(examples);
+    if asked.is_empty() {
+        return Ok(all);
+    }
+    if let Some(missing) = asked.iter().find(|m| !all.contains(m)) {
+        bail!("candidate `{missing}` has no labels in the data (models: {})", all.join(", "));
+    }
+    Ok(asked.to_vec())
+}
+
+fn mean_of(examples: &[Example], field: impl Fn(&Example) -> Option<f64>) -> Option<f64> {
+    let values: Vec<f64> = examples.iter().filter_map(field).collect();
+    (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+}
+
+fn train_command(args: &DataArgs, out: &Path, enc: &EncoderArgs, options: &TrainOptions) -> anyhow::Result<ExitCode> {
+    let examples = data::read_all(&args.files)?;
+    let models = pick_models(&examples, &args.candidates)?;
+    let encoder_id = enc.encoder.clone().unwrap_or_else(|| DEFAULT_ENCODER.to_owned());
+    let encoder = load_encoder(&encoder_id, enc.max_tokens)?;
+    let x = embeddings(&encoder, &encoder_id, enc.max_tokens, &examples)?;
+    let dataset = Dataset::new(&examples, x, encoder.dim(), models.clone());
+    let (train_rows, validation_rows) = train::split(dataset.len(), options.validation_fraction, options.seed);
+
+    let progress = bar(options.max_epochs, "training");
+    let (mlp, vars, fit) = train::fit(&dataset, &train_rows, &validation_rows, options, &Device::Cpu, |_, t, v| {
+        progress.inc(1);
+        progress.set_message(format!("val {v:.4}"));
+        let _ = t;
+    })?;
+    progress.finish_and_clear();
+
+    // Validation: per-model accuracy at 0.5 and the routing metrics on the held-out prompts.
+    let predicted = train::predict(&mlp, &dataset, &validation_rows, &Device::Cpu)?;
+    let held_out: Vec<Example> = validation_rows.iter().map(|&r| examples[r].clone()).collect();
+    let mean_cost: Vec<f64> =
+        models.iter().map(|m| mean_of(&examples, |e| e.cost_usd.get(m).copied()).unwrap_or(0.0)).collect();
+    let report = routing_report(&held_out, &models, &predicted, &mean_cost, 41);
+
+    let mut model_cards = Vec::new();
+    println!("{:<40} {:>8} {:>10} {:>9} {:>9}", "model", "quality", "cost/req", "val acc", "val base");
+    for (m, name) in models.iter().enumerate() {
+        let mut correct = 0usize;
+        let mut labelled = 0usize;
+        let mut base = 0.0;
+        for (k, e) in held_out.iter().enumerate() {
+            if let Some(&q) = e.quality.get(name) {
+                labelled += 1;
+                base += q;
+                correct += usize::from((predicted[k * models.len() + m] >= 0.5) == (q >= 0.5));
+            }
+        }
+        let card = ModelCard {
+            name: name.clone(),
+            mean_quality: mean_of(&examples, |e| e.quality.get(name).copied()).unwrap_or(0.0),
+            mean_cost_usd: mean_cost[m],
+            mean_output_tokens: mean_of(&examples, |e| e.output_tokens.get(name).copied()),
+            mean_latency_ms: mean_of(&examples, |e| e.latency_ms.get(name).copied()),
+        };
+        let acc = correct as f64 / labelled.max(1) as f64;
+        let base = base / labelled.max(1) as f64;
+        println!(
+            "{:<40} {:>8.3} {:>10.6} {:>9.3} {:>9.3}",
+            name,
+            card.mean_quality,
+            card.mean_cost_usd,
+            acc,
+            base.max(1.0 - base)
+        );
+        model_cards.push(card);
+    }
+    println!(
+        "epochs {} (best {}), validation loss {:.4}; held-out AIQ {:.4} (single models {:.4}, oracle {:.4})",
+        fit.epochs, fit.best_epoch, fit.validation_loss, report.aiq, report.zero_router_aiq, report.oracle_aiq
+    );
+
+    let mut data_refs = Vec::new();
+    for (file, count) in args.files.iter().zip(per_file_counts(&args.files)?) {
+        data_refs.push(DataRef {
+            file: file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            sha256: file_sha256(file)?,
+            examples: count,
+        });
+    }
+    let card = Card {
+        format: selector::CARD_FORMAT,
+        encoder: encoder_id,
+        embedding_dim: encoder.dim(),
+        hidden: options.hidden,
+        models: model_cards,
+        data: data_refs,
+        training: serde_json::json!({ "options": options, "max_tokens": enc.max_tokens, "fit": fit,
+            "train_examples": train_rows.len(), "validation_examples": validation_rows.len() }),
+        validation: serde_json::json!({ "loss": fit.validation_loss, "aiq": report.aiq,
+            "zero_router_aiq": report.zero_router_aiq, "oracle_aiq": report.oracle_aiq,
+            "cost_to_best_quality_ratio": report.cost_to_best_quality_ratio }),
+    };
+    selector::save(out, &vars, &card)?;
+    println!("wrote {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn per_file_counts(files: &[PathBuf]) -> anyhow::Result<Vec<usize>> {
+    files.iter().map(|f| Ok(data::read_jsonl(f)?.len())).collect()
+}
+
+fn routing_report(
+    examples: &[Example],
+    models: &[String],
+    qualities: &[f32],
+    cost: &[f64],
+    points: usize,
+) -> evaluate::Report {
+    let labelled: Vec<usize> = (0..examples.len()).filter(|&i| examples[i].labels_all(models)).collect();
+    let rows: Vec<Example> = labelled.iter().map(|&i| examples[i].clone()).collect();
+    let width = models.len();
+    let q: Vec<f32> = labelled.iter().flat_map(|&i| qualities[i * width..(i + 1) * width].iter().copied()).collect();
+    let predictions = Predictions { models, qualities: &q };
+    let all: Vec<usize> = (0..width).collect();
+    let sweep = evaluate::sweep(&predictions, rows.len(), &all, cost, points);
+    evaluate::report(&rows, models, &sweep)
+}
+
+/// The selector, its encoder, and the prompts' predicted qualities restricted to `candidates`.
+struct Scored {
+    selector: Selector,
+    examples: Vec<Example>,
+    candidates: Vec<String>,
+    qualities: Vec<f32>,
+    cost: Vec<f64>,
+}
+
+fn score(router: &Path, args: &DataArgs, enc: &EncoderArgs) -> anyhow::Result<Scored> {
+    let selector = Selector::load(router, &Device::Cpu)?;
+    let examples = data::read_all(&args.files)?;
+    let heads: Vec<String> = selector.names().map(str::to_owned).collect();
+    let candidates = if args.candidates.is_empty() { heads.clone() } else { args.candidates.clone() };
+    let index: Vec<usize> = candidates
+        .iter()
+        .map(|c| heads.iter().position(|h| h == c).with_context(|| format!("the selector has no head `{c}`")))
+        .collect::<anyhow::Result<_>>()?;
+    let encoder_id = enc.encoder.clone().unwrap_or_else(|| selector.card.encoder.clone());
+    let encoder = load_encoder(&encoder_id, enc.max_tokens)?;
+    crate::router::check_pair(&encoder, &selector)?;
+    let x = embeddings(&encoder, &encoder_id, enc.max_tokens, &examples)?;
+    let all = selector.predict(&x, examples.len())?;
+    let qualities: Vec<f32> = (0..examples.len())
+        .flat_map(|row| index.iter().map(move |&h| (row, h)))
+        .map(|(row, h)| all[row * heads.len() + h])
+        .collect();
+    let cost = index.iter().map(|&h| selector.card.models[h].mean_cost_usd).collect();
+    Ok(Scored { selector, examples, candidates, qualities, cost })
+}
+
+fn sweep_command(router: &Path, args: &DataArgs, enc: &EncoderArgs, points: usize) -> anyhow::Result<ExitCode> {
+    let s = score(router, args, enc)?;
+    let predictions = Predictions { models: &s.candidates, qualities: &s.qualities };
+    let all: Vec<usize> = (0..s.candidates.len()).collect();
+    let sweep = evaluate::sweep(&predictions, s.examples.len(), &all, &s.cost, points);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (knob, picks) in sweep.knobs.iter().zip(&sweep.choices) {
+        for (e, &c) in s.examples.iter().zip(picks) {
+            let line = serde_json::json!({"id": e.id, "knob": knob, "model": s.candidates[c]});
+            writeln!(out, "{line}")?;
+        }
+    }
+    out.flush()?;
+    drop(s.selector);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval_command(router: &Path, args: &DataArgs, enc: &EncoderArgs, points: usize) -> anyhow::Result<ExitCode> {
+    let s = score(router, args, enc)?;
+    if !s.examples.iter().any(|e| e.labels_all(&s.candidates)) {
+        bail!("no example labels every candidate ({})", s.candidates.join(", "));
+    }
+    let report = routing_report(&s.examples, &s.candidates, &s.qualities, &s.cost, points);
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn crossval_command(
+    args: &DataArgs,
+    enc: &EncoderArgs,
+    folds: usize,
+    points: usize,
+    seed: u64,
+) -> anyhow::Result<ExitCode> {
+    if folds < 2 {
+        bail!("--folds must be at least 2");
+    }
+    let examples = data::read_all(&args.files)?;
+    let models = pick_models(&examples, &args.candidates)?;
+    let encoder_id = enc.encoder.clone().unwrap_or_else(|| DEFAULT_ENCODER.to_owned());
+    let encoder = load_encoder(&encoder_id, enc.max_tokens)?;
+    let x = embeddings(&encoder, &encoder_id, enc.max_tokens, &examples)?;
+    let dataset = Dataset::new(&examples, x, encoder.dim(), models.clone());
+    let options = TrainOptions { seed, ..TrainOptions::default() };
+    let (shuffled, _) = train::split(dataset.len(), 0.0, seed);
+    let width = models.len();
+    let mut mlp_q = vec![0f32; dataset.len() * width];
+    let mut knn_q = vec![0f32; dataset.len() * width];
+    let progress = bar(folds, "folds");
+    for fold in 0..folds {
+        let test: Vec<usize> = shuffled.iter().copied().skip(fold).step_by(folds).collect();
+        let rest: Vec<usize> = shuffled.iter().copied().filter(|r| !test.contains(r)).collect();
+        let (train_part, validation_part) = {
+            let (t, v) = train::split(rest.len(), options.validation_fraction, seed + fold as u64);
+            (t.iter().map(|&i| rest[i]).collect::<Vec<_>>(), v.iter().map(|&i| rest[i]).collect::<Vec<_>>())
+        };
+        let (mlp, _, _) = train::fit(&dataset, &train_part, &validation_part, &options, &Device::Cpu, |_, _, _| {})?;
+        let predicted = train::predict(&mlp, &dataset, &test, &Device::Cpu)?;
+        let neighbours = knn::predict(&dataset, &rest, &test, knn::DEFAULT_K);
+        for (k, &row) in test.iter().enumerate() {
+            mlp_q[row * width..(row + 1) * width].copy_from_slice(&predicted[k * width..(k + 1) * width]);
+            knn_q[row * width..(row + 1) * width].copy_from_slice(&neighbours[k * width..(k + 1) * width]);
+        }
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let mean_cost: Vec<f64> =
+        models.iter().map(|m| mean_of(&examples, |e| e.cost_usd.get(m).copied()).unwrap_or(0.0)).collect();
+    let mlp = routing_report(&examples, &models, &mlp_q, &mean_cost, points);
+    let knn = routing_report(&examples, &models, &knn_q, &mean_cost, points);
+    let summary = serde_json::json!({
+        "folds": folds,
+        "mlp": { "aiq": mlp.aiq, "cost_to_best_quality_ratio": mlp.cost_to_best_quality_ratio, "two_model": mlp.two_model },
+        "knn": { "k": knn::DEFAULT_K, "aiq": knn.aiq, "cost_to_best_quality_ratio": knn.cost_to_best_quality_ratio, "two_model": knn.two_model },
+        "zero_router_aiq": mlp.zero_router_aiq,
+        "oracle_aiq": mlp.oracle_aiq,
+        "best_single": mlp.best_single,
+        "mlp_report": mlp,
+    });
+    println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,123 @@
+//! Which text of a request the router reads.
+//!
+//! The last user message decides what is being asked; the system (and developer) prompt says what
+//! kind of work it is. The router encodes the last user message first, then the instructions, and the
+//! encoder truncates the result at `router.max_tokens` (256 by default), so a long system prompt can
+//! never push the question out. Earlier turns, assistant messages and tool results are not read:
+//! routing cost does not grow with the conversation. Each part is also cut at a character budget
+//! before tokenisation so a 1 MB message costs no more to tokenise than a short one.
+
+use crate::openai::content::MessageContent;
+use crate::openai::{ChatCompletionRequest, ChatMessage, CompletionRequest};
+
+/// Characters kept per part: generously above what `max_tokens` tokens can hold (about 4 characters
+/// a token in English; 8 leaves room for short tokens).
+pub fn char_budget(max_tokens: usize) -> usize {
+    max_tokens.saturating_mul(8)
+}
+
+/// The text the router encodes for a chat request, and a rough count of the whole prompt's tokens
+/// (for the cost estimate).
+pub fn chat_text(request: &ChatCompletionRequest, max_tokens: usize) -> (String, u64) {
+    let budget = char_budget(max_tokens);
+    let mut prompt_chars = 0usize;
+    let mut last_user: Option<&MessageContent> = None;
+    let mut instructions: Vec<&MessageContent> = Vec::new();
+    for message in &request.messages {
+        match message {
+            ChatMessage::System(m) | ChatMessage::Developer(m) => instructions.push(&m.content),
+            ChatMessage::User(m) => last_user = Some(&m.content),
+            _ => {}
+        }
+        prompt_chars += message_chars(message);
+    }
+    let mut text = String::with_capacity(budget * 2);
+    if let Some(content) = last_user {
+        push_cut(&mut text, &content.text(), budget);
+    }
+    for content in instructions {
+        if text.len() >= budget * 2 {
+            break;
+        }
+        if !text.is_empty() {
+            text.push_str("\n\n");
+        }
+        push_cut(&mut text, &content.text(), budget);
+    }
+    (text, estimate_tokens(prompt_chars))
+}
+
+/// The text for a legacy completion: its prompt (the first one when several are given).
+pub fn completion_text(request: &CompletionRequest, max_tokens: usize) -> (String, u64) {
+    let prompt = match &request.prompt {
+        serde_json::Value::String(s) => s.as_str(),
+        serde_json::Value::Array(items) => items.first().and_then(|v| v.as_str()).unwrap_or(""),
+        _ => "",
+    };
+    let mut text = String::new();
+    push_cut(&mut text, prompt, char_budget(max_tokens));
+    (text, estimate_tokens(prompt.len()))
+}
+
+fn message_chars(message: &ChatMessage) -> usize {
+    match message {
+        ChatMessage::System(m) | ChatMessage::Developer(m) => content_chars(&m.content),
+        ChatMessage::User(m) => content_chars(&m.content),
+        // Assistant, tool and function messages still cost prompt tokens; their serialised size is
+        // a fair estimate and they are rare on the routing path.
+        other => serde_json::to_string(other).map_or(0, |s| s.len()),
+    }
+}
+
+fn content_chars(content: &MessageContent) -> usize {
+    match content {
+        MessageContent::Text(text) => text.len(),
+        MessageContent::Parts(_) => content.text().len(),
+    }
+}
+
+/// About four characters a token, as OpenAI's tokenizers average on English text.
+fn estimate_tokens(chars: usize) -> u64 {
+    (chars as u64).div_ceil(4)
+}
+
+/// Appends at most `budget` bytes of `text`, cut at a character boundary.
+fn push_cut(out: &mut String, text: &str, budget: usize) {
+    let mut end = text.len().min(budget);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.push_str(&text[..end]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(json: serde_json::Value) -> ChatCompletionRequest {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn last_user_message_first_then_instructions() {
+        let r = request(serde_json::json!({"model": "auto", "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "first question"},
+            {"role": "assistant", "content": "an answer"},
+            {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "image_url", "image_url": {"url": "data:x"}}]},
+        ]}));
+        let (text, tokens) = chat_text(&r, 256);
+        assert_eq!(text, "second\n\nYou are terse.");
+        assert!(tokens > 5);
+    }
+
+    #[test]
+    fn long_conversations_are_cut() {
+        let long = "é".repeat(10_000);
+        let r = request(serde_json::json!({"model": "auto", "messages": [
+            {"role": "system", "content": long}, {"role": "user", "content": long}]}));
+        let (text, tokens) = chat_text(&r, 16);
+        assert!(text.len() <= 2 * 128 + 2, "{}", text.len());
+        assert_eq!(tokens, 10_000); // 40,000 bytes / 4
+    }
+}
