@@ -68,7 +68,7 @@ mod tests {
         let c = [e(0.9, 10.0), e(0.8, 1.0), e(0.5, 0.1)];
         let at = |cost| choose(&c, Weights { cost, latency: 0.0 });
         assert_eq!(at(0.0), Some(0));
-        assert_eq!(at(0.05), Some(1)); // 0.9-0.05 < 0.8-0.005
+        assert_eq!(at(0.2), Some(1)); // 0.9 - 0.2 < 0.8 - 0.02 (costs relative to the dearest)
         assert_eq!(at(1e6), Some(2));
     }
 
