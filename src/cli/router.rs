@@ -39,12 +39,11 @@ pub enum RouterCommand {
         out: PathBuf,
         #[command(flatten)]
         encoder: EncoderArgs,
-        #[arg(long, default_value_t = TrainOptions::default().seed)]
-        seed: u64,
-        #[arg(long, default_value_t = TrainOptions::default().hidden)]
-        hidden: usize,
-        #[arg(long, default_value_t = TrainOptions::default().max_epochs)]
-        max_epochs: usize,
+        /// The encoder's hub id recorded in router.json when --encoder is a local folder.
+        #[arg(long, default_value = DEFAULT_ENCODER)]
+        encoder_name: String,
+        #[command(flatten)]
+        training: TrainArgs,
     },
     /// For each of N points on the cost dial, print the model chosen for each prompt (JSON lines).
     Sweep {
@@ -79,9 +78,39 @@ pub enum RouterCommand {
         folds: usize,
         #[arg(long, default_value_t = 41)]
         points: usize,
-        #[arg(long, default_value_t = TrainOptions::default().seed)]
-        seed: u64,
+        #[command(flatten)]
+        training: TrainArgs,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    #[arg(long, default_value_t = TrainOptions::default().seed)]
+    seed: u64,
+    #[arg(long, default_value_t = TrainOptions::default().hidden)]
+    hidden: usize,
+    #[arg(long, default_value_t = TrainOptions::default().max_epochs)]
+    max_epochs: usize,
+    #[arg(long, default_value_t = TrainOptions::default().dropout)]
+    dropout: f32,
+    #[arg(long, default_value_t = TrainOptions::default().weight_decay)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = TrainOptions::default().learning_rate)]
+    learning_rate: f64,
+}
+
+impl TrainArgs {
+    fn options(&self) -> TrainOptions {
+        TrainOptions {
+            seed: self.seed,
+            hidden: self.hidden,
+            max_epochs: self.max_epochs,
+            dropout: self.dropout,
+            weight_decay: self.weight_decay,
+            learning_rate: self.learning_rate,
+            ..TrainOptions::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -113,14 +142,13 @@ pub fn models(command: ModelsCommand) -> anyhow::Result<ExitCode> {
 
 pub fn run(command: RouterCommand) -> anyhow::Result<ExitCode> {
     match command {
-        RouterCommand::Train { data, out, encoder, seed, hidden, max_epochs } => {
-            let options = TrainOptions { seed, hidden, max_epochs, ..TrainOptions::default() };
-            train_command(&data, &out, &encoder, &options)
+        RouterCommand::Train { data, out, encoder, encoder_name, training } => {
+            train_command(&data, &out, &encoder, &encoder_name, &training.options())
         }
         RouterCommand::Sweep { router, data, encoder, points } => sweep_command(&router, &data, &encoder, points),
         RouterCommand::Eval { router, data, encoder, points } => eval_command(&router, &data, &encoder, points),
-        RouterCommand::Crossval { data, encoder, folds, points, seed } => {
-            crossval_command(&data, &encoder, folds, points, seed)
+        RouterCommand::Crossval { data, encoder, folds, points, training } => {
+            crossval_command(&data, &encoder, folds, points, &training.options())
         }
     }
 }
@@ -210,7 +238,13 @@ fn mean_of(examples: &[Example], field: impl Fn(&Example) -> Option<f64>) -> Opt
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
-fn train_command(args: &DataArgs, out: &Path, enc: &EncoderArgs, options: &TrainOptions) -> anyhow::Result<ExitCode> {
+fn train_command(
+    args: &DataArgs,
+    out: &Path,
+    enc: &EncoderArgs,
+    encoder_name: &str,
+    options: &TrainOptions,
+) -> anyhow::Result<ExitCode> {
     let examples = data::read_all(&args.files)?;
     let models = pick_models(&examples, &args.candidates)?;
     let encoder_id = enc.encoder.clone().unwrap_or_else(|| DEFAULT_ENCODER.to_owned());
@@ -281,7 +315,7 @@ fn train_command(args: &DataArgs, out: &Path, enc: &EncoderArgs, options: &Train
     }
     let card = Card {
         format: selector::CARD_FORMAT,
-        encoder: encoder_id,
+        encoder: if source::is_local(&encoder_id) { encoder_name.to_owned() } else { encoder_id },
         embedding_dim: encoder.dim(),
         hidden: options.hidden,
         models: model_cards,
@@ -381,8 +415,9 @@ fn crossval_command(
     enc: &EncoderArgs,
     folds: usize,
     points: usize,
-    seed: u64,
+    options: &TrainOptions,
 ) -> anyhow::Result<ExitCode> {
+    let seed = options.seed;
     if folds < 2 {
         bail!("--folds must be at least 2");
     }
@@ -392,7 +427,6 @@ fn crossval_command(
     let encoder = load_encoder(&encoder_id, enc.max_tokens)?;
     let x = embeddings(&encoder, &encoder_id, enc.max_tokens, &examples)?;
     let dataset = Dataset::new(&examples, x, encoder.dim(), models.clone());
-    let options = TrainOptions { seed, ..TrainOptions::default() };
     let (shuffled, _) = train::split(dataset.len(), 0.0, seed);
     let width = models.len();
     let mut mlp_q = vec![0f32; dataset.len() * width];
@@ -405,7 +439,7 @@ fn crossval_command(
             let (t, v) = train::split(rest.len(), options.validation_fraction, seed + fold as u64);
             (t.iter().map(|&i| rest[i]).collect::<Vec<_>>(), v.iter().map(|&i| rest[i]).collect::<Vec<_>>())
         };
-        let (mlp, _, _) = train::fit(&dataset, &train_part, &validation_part, &options, &Device::Cpu, |_, _, _| {})?;
+        let (mlp, _, _) = train::fit(&dataset, &train_part, &validation_part, options, &Device::Cpu, |_, _, _| {})?;
         let predicted = train::predict(&mlp, &dataset, &test, &Device::Cpu)?;
         let neighbours = knn::predict(&dataset, &rest, &test, knn::DEFAULT_K);
         for (k, &row) in test.iter().enumerate() {

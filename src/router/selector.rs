@@ -77,7 +77,7 @@ impl Mlp {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut uniform = |rows: usize, cols: usize, fan_in: usize| {
             let bound = 1.0 / (fan_in as f32).sqrt();
-            let values: Vec<f32> = (0..rows * cols).map(|_| rng.random_range(-bound..bound)).collect();
+            let values: Vec<f32> = (0..rows * cols.max(1)).map(|_| rng.random_range(-bound..bound)).collect();
             Var::from_vec(values, if cols == 0 { vec![rows] } else { vec![rows, cols] }, device)
         };
         let vars = vec![

@@ -1,0 +1,109 @@
+//! The router's inference cost: tokenize + encode + select, at batch 1, 8 and 32 and prompt lengths
+//! of 8, 32, 128 and 512 tokens, and the decisions per second the worker sustains under 64
+//! concurrent requests.
+//!
+//!     CHERRYPICK_TEST_ENCODER=/path/to/all-MiniLM-L6-v2 cargo bench --bench router
+//!
+//! Uses `models/router` as the selector. Threads: RAYON_NUM_THREADS (default: all cores).
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+use cherrypick::router::encoder::{Encoder, EncoderFiles};
+use cherrypick::router::selector::Selector;
+use cherrypick::router::worker::{BatchPolicy, WorkerHandle};
+use cherrypick::telemetry::Metrics;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+
+fn encoder_dir() -> PathBuf {
+    std::env::var_os("CHERRYPICK_TEST_ENCODER").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/cherrypick/models/all-MiniLM-L6-v2")
+    })
+}
+
+fn selector_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/router")
+}
+
+/// A prompt of exactly `tokens` tokens with [CLS] and [SEP] ("the" is one token).
+fn prompt(tokens: usize) -> String {
+    vec!["the"; tokens - 2].join(" ")
+}
+
+fn load() -> (Encoder, Selector) {
+    let files = EncoderFiles::in_folder(&encoder_dir()).expect("encoder folder (set CHERRYPICK_TEST_ENCODER)");
+    let encoder = Encoder::load(&files, 512, &Device::Cpu).expect("encoder");
+    let selector = Selector::load(&selector_dir(), &Device::Cpu).expect("models/router");
+    (encoder, selector)
+}
+
+fn encode(c: &mut Criterion) {
+    let (encoder, selector) = load();
+    let mut group = c.benchmark_group("route");
+    group.sample_size(10).measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1));
+    for batch in [1usize, 8, 32] {
+        for tokens in [8usize, 32, 128, 512] {
+            if batch * tokens > 32 * 128 {
+                continue; // 32 × 512 takes seconds per call; 8 × 512 covers long prompts
+            }
+            let text = prompt(tokens);
+            let texts: Vec<&str> = vec![text.as_str(); batch];
+            assert_eq!(encoder.tokenize(&texts[..1]).unwrap().lengths[0], tokens);
+            group.throughput(Throughput::Elements(batch as u64));
+            group.bench_with_input(BenchmarkId::new(format!("batch{batch}"), tokens), &texts, |b, texts| {
+                b.iter(|| {
+                    let embeddings = encoder.encode(texts).unwrap();
+                    black_box(selector.predict(&embeddings, texts.len()).unwrap())
+                })
+            });
+        }
+    }
+    group.finish();
+    let text = prompt(32);
+    c.bench_function("tokenize/32", |b| b.iter(|| black_box(encoder.tokenize(&[text.as_str()]).unwrap())));
+}
+
+/// Decisions per second with 64 requests always waiting on the worker (32-token prompts).
+fn worker(c: &mut Criterion) {
+    let (encoder, selector) = load();
+    let metrics = Metrics::new();
+    let policy = BatchPolicy { max_batch: 32, max_wait: Duration::ZERO, queue: 256 };
+    let worker = Arc::new(WorkerHandle::spawn(encoder, selector, policy, metrics.router.clone()).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let text = prompt(32);
+    let mut group = c.benchmark_group("worker");
+    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group.throughput(Throughput::Elements(256));
+    group.bench_function("64_concurrent/256_decisions", |b| {
+        b.iter_custom(|iterations| {
+            let started = Instant::now();
+            for _ in 0..iterations {
+                runtime.block_on(async {
+                    let semaphore = Arc::new(tokio::sync::Semaphore::new(64));
+                    let mut tasks = Vec::with_capacity(256);
+                    for _ in 0..256 {
+                        let permit = semaphore.clone().acquire_owned().await.unwrap();
+                        let worker = worker.clone();
+                        let text = text.clone();
+                        tasks.push(tokio::spawn(async move {
+                            let scored = worker.submit(text).unwrap().await.unwrap().unwrap();
+                            drop(permit);
+                            scored
+                        }));
+                    }
+                    for task in tasks {
+                        black_box(task.await.unwrap());
+                    }
+                });
+            }
+            started.elapsed()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, encode, worker);
+criterion_main!(benches);

@@ -1,0 +1,187 @@
+//! `model: "auto"` through the learned router, end to end: the real encoder, a selector whose
+//! predictions are set by hand (so the expected choice is known), the fake upstream.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use candle_core::{Device, Var};
+use cherrypick::router::selector::{self, Card, ModelCard};
+use common::{FakeUpstream, TestGateway, chat_body, config_for, json};
+
+/// A selector that ignores the prompt: head `strong` predicts 0.9, head `weak` 0.6 (biases only).
+fn fixed_selector(dir: &Path) {
+    let (dim, hidden) = (384, 4);
+    let zeros = |rows: usize, cols: usize| {
+        let shape = if cols == 0 { vec![rows] } else { vec![rows, cols] };
+        Var::from_vec(vec![0f32; rows * cols.max(1)], shape, &Device::Cpu).unwrap()
+    };
+    let logit = |p: f32| (p / (1.0 - p)).ln();
+    let out_bias = Var::from_vec(vec![logit(0.9), logit(0.6)], 2, &Device::Cpu).unwrap();
+    let vars = [zeros(hidden, dim), zeros(hidden, 0), zeros(2, hidden), out_bias];
+    let model = |name: &str, cost: f64| ModelCard {
+        name: name.into(),
+        mean_quality: 0.0,
+        mean_cost_usd: cost,
+        mean_output_tokens: Some(100.0),
+        mean_latency_ms: None,
+    };
+    let card = Card {
+        format: selector::CARD_FORMAT,
+        encoder: "sentence-transformers/all-MiniLM-L6-v2".into(),
+        embedding_dim: dim,
+        hidden,
+        models: vec![model("strong", 0.01), model("weak", 0.0001)],
+        data: vec![],
+        training: serde_json::json!({}),
+        validation: serde_json::json!({}),
+    };
+    selector::save(dir, &vars, &card).unwrap();
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("cherrypick-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn router_config(upstream: &FakeUpstream, selector_dir: &Path, encoder: &Path) -> String {
+    config_for(
+        upstream,
+        &format!(
+            r#"
+            [models.big]
+            provider = "fake"
+            upstream = "echo"
+            input_per_mtok = 10.0
+            output_per_mtok = 30.0
+            [models.small]
+            provider = "fake"
+            upstream = "echo"
+            input_per_mtok = 0.1
+            output_per_mtok = 0.2
+            [router]
+            enabled = true
+            encoder = "{encoder}"
+            selector = "{selector}"
+            candidates = ["big", "small"]
+            default_policy = "best"
+            [router.heads]
+            big = "strong"
+            small = "weak"
+            "#,
+            encoder = encoder.display(),
+            selector = selector_dir.display(),
+        ),
+    )
+}
+
+/// Waits until `/ready` says the router is up.
+async fn wait_ready(gateway: &TestGateway) {
+    for _ in 0..200 {
+        let ready = json(gateway.get("/ready").await).await;
+        match ready["router"].as_str() {
+            Some("ready") => return,
+            Some("loading") => tokio::time::sleep(Duration::from_millis(50)).await,
+            _ => panic!("router did not load: {ready}"),
+        }
+    }
+    panic!("router still loading after 10 s");
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn auto_routes_by_policy_header_and_candidates() {
+    let upstream = FakeUpstream::start().await;
+    let dir = temp_dir("selector");
+    fixed_selector(&dir);
+    let gateway = TestGateway::start_with(&router_config(&upstream, &dir, &common::encoder_dir())).await;
+    wait_ready(&gateway).await;
+
+    // `auto` = the default policy `best`: the higher predicted quality wins.
+    let response = gateway.post("/v1/chat/completions", chat_body("auto", "Prove Fermat's last theorem.")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-cherrypick-model"), "big");
+    let route = header(&response, "x-cherrypick-route").to_owned();
+    assert!(route.starts_with("policy=default; cost_weight=0; big=0.900; small=0.600"), "{route}");
+    assert_eq!(upstream.last_request().await.body["model"], "echo");
+
+    // `auto:cheap` (cost weight 1): 0.9 - 1 × 1 < 0.6 - 1 × (small's cost / big's).
+    let response = gateway.post("/v1/chat/completions", chat_body("auto:cheap", "hi")).await;
+    assert_eq!(header(&response, "x-cherrypick-model"), "small");
+
+    // A cost weight in a header moves the dial for one request.
+    let cheap = [("x-cherrypick-cost-weight", "0.5")];
+    let response = gateway.post_with("/v1/chat/completions", chat_body("auto", "hi"), &cheap).await;
+    assert_eq!(header(&response, "x-cherrypick-model"), "small");
+
+    // Restricting the candidates.
+    let only_small = [("x-cherrypick-candidates", "small")];
+    let response = gateway.post_with("/v1/chat/completions", chat_body("auto:best", "hi"), &only_small).await;
+    assert_eq!(header(&response, "x-cherrypick-model"), "small");
+
+    // Streams are routed the same way.
+    let mut body = chat_body("auto", "hi");
+    body["stream"] = true.into();
+    let response = gateway.post("/v1/chat/completions", body).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-cherrypick-model"), "big");
+
+    // The decisions are in the metrics.
+    let metrics = gateway.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("cherrypick_router_decisions_total{model=\"big\"} 2"), "{metrics}");
+    assert!(metrics.contains("cherrypick_router_decisions_total{model=\"small\"} 3"), "{metrics}");
+    assert!(metrics.contains("cherrypick_router_batch_size_count"), "{metrics}");
+}
+
+#[tokio::test]
+async fn bad_routing_input_is_a_clear_error() {
+    let upstream = FakeUpstream::start().await;
+    let dir = temp_dir("selector-errors");
+    fixed_selector(&dir);
+    let gateway = TestGateway::start_with(&router_config(&upstream, &dir, &common::encoder_dir())).await;
+
+    let response = gateway.post("/v1/chat/completions", chat_body("auto:fastest", "hi")).await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(json(response).await["error"]["code"], "model_not_found");
+
+    let bad_weight = [("x-cherrypick-cost-weight", "-1")];
+    let response = gateway.post_with("/v1/chat/completions", chat_body("auto", "hi"), &bad_weight).await;
+    assert_eq!(response.status(), 400);
+    let body = json(response).await;
+    assert_eq!(body["error"]["param"], "x-cherrypick-cost-weight");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+
+    let unknown = [("x-cherrypick-candidates", "big,nope")];
+    let response = gateway.post_with("/v1/chat/completions", chat_body("auto", "hi"), &unknown).await;
+    assert_eq!(response.status(), 400);
+    assert!(json(response).await["error"]["message"].as_str().unwrap().contains("`nope`"));
+    assert_eq!(upstream.calls(), 0, "no bad request reached the upstream");
+}
+
+#[tokio::test]
+async fn a_router_that_cannot_load_steps_aside_to_the_default() {
+    let upstream = FakeUpstream::start().await;
+    let missing = temp_dir("no-selector").join("absent");
+    let gateway = TestGateway::start_with(&router_config(&upstream, &missing, &common::encoder_dir())).await;
+    let mut state = serde_json::Value::Null;
+    for _ in 0..200 {
+        state = json(gateway.get("/ready").await).await;
+        if state["router"] != "loading" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(state["router"]["failed"].as_str().unwrap().contains("router.json"), "{state}");
+
+    let response = gateway.post("/v1/chat/completions", chat_body("auto", "hi")).await;
+    assert_eq!(response.status(), 200, "a request never fails because the router could not decide");
+    assert_eq!(header(&response, "x-cherrypick-model"), "gpt-4o-mini");
+    assert_eq!(header(&response, "x-cherrypick-route"), "stepped-aside=unavailable");
+    let metrics = gateway.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("cherrypick_router_step_asides_total{reason=\"unavailable\"} 1"), "{metrics}");
+}
