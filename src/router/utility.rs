@@ -48,7 +48,7 @@ pub fn sweep_weights(points: usize) -> Vec<(f64, f64)> {
                 0.0
             } else {
                 // 10 (cheap) … 1e-4 (nearly best) on a log scale.
-                10f64.powf(1.0 - 5.0 * (i - 1) as f64 / (points - 2).max(1) as f64)
+                10f64.powf(1.0 - 5.0 * knob)
             };
             (knob, weight)
         })
