@@ -62,14 +62,20 @@ impl WorkerHandle {
     /// Queues one prompt; a full queue is `Overloaded` at once, never a wait.
     pub fn submit(&self, text: String) -> Result<oneshot::Receiver<Result<Scored, RouterError>>, RouterError> {
         let (reply, receiver) = oneshot::channel();
+        // Counted before the send: the worker may take the job (and count it out) at once.
+        let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
         match self.jobs.try_send(Job { text, reply }) {
             Ok(()) => {
-                let depth = self.depth.fetch_add(1, Ordering::Relaxed) + 1;
                 self.metrics.queue_depth.set(depth as i64);
                 Ok(receiver)
             }
-            Err(TrySendError::Full(_)) => Err(RouterError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => Err(RouterError::Stopped),
+            Err(e) => {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
+                Err(match e {
+                    TrySendError::Full(_) => RouterError::Overloaded,
+                    TrySendError::Disconnected(_) => RouterError::Stopped,
+                })
+            }
         }
     }
 }
