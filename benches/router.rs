@@ -66,6 +66,39 @@ fn encode(c: &mut Criterion) {
     c.bench_function("tokenize/32", |b| b.iter(|| black_box(encoder.tokenize(&[text.as_str()]).unwrap())));
 }
 
+/// The forward pass alone, candle-transformers' `BertModel` against cherrypick's, same weights and
+/// inputs (token ids of "the" × len).
+fn forward_ab(c: &mut Criterion) {
+    use candle_core::{DType, Tensor};
+    use candle_nn::VarBuilder;
+    use candle_transformers::models::bert::{BertModel, Config};
+    use cherrypick::router::bert::Bert;
+
+    let files = EncoderFiles::in_folder(&encoder_dir()).expect("encoder folder");
+    let config: Config = serde_json::from_str(&std::fs::read_to_string(&files.config).unwrap()).unwrap();
+    // SAFETY: the weights file is not written while the bench runs.
+    let vars = unsafe { VarBuilder::from_mmaped_safetensors(&[&files.weights], DType::F32, &Device::Cpu) }.unwrap();
+    let stock = BertModel::load(vars.clone(), &config).unwrap();
+    let fast = Bert::load(vars, &config).unwrap();
+    let mut group = c.benchmark_group("forward");
+    group.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    for (batch, len) in [(1usize, 32usize), (1, 128), (8, 32), (32, 32)] {
+        let ids = vec![1996u32; batch * len];
+        let mask = vec![1u32; batch * len];
+        let ids_t = Tensor::from_vec(ids.clone(), (batch, len), &Device::Cpu).unwrap();
+        let mask_t = Tensor::from_vec(mask.clone(), (batch, len), &Device::Cpu).unwrap();
+        let types = ids_t.zeros_like().unwrap();
+        let name = format!("{batch}x{len}");
+        group.bench_function(BenchmarkId::new("candle-transformers", &name), |b| {
+            b.iter(|| black_box(stock.forward(&ids_t, &types, Some(&mask_t)).unwrap()))
+        });
+        group.bench_function(BenchmarkId::new("cherrypick", &name), |b| {
+            b.iter(|| black_box(fast.forward(&ids, &mask, batch, len).unwrap()))
+        });
+    }
+    group.finish();
+}
+
 /// Decisions per second with 64 requests always waiting on the worker (32-token prompts).
 fn worker(c: &mut Criterion) {
     let (encoder, selector) = load();
@@ -105,5 +138,5 @@ fn worker(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode, worker);
+criterion_group!(benches, forward_ab, encode, worker);
 criterion_main!(benches);

@@ -56,3 +56,37 @@ fn the_tokenizer_pads_to_the_longest_input_and_truncates() {
     let tokens = encoder.tokenize(&[long.as_str()]).expect("tokenizes");
     assert_eq!(tokens.lengths, [256]);
 }
+
+/// The fast forward pass computes what candle-transformers' BertModel computes, padding included.
+#[test]
+fn the_fast_forward_pass_matches_candle_transformers() {
+    use candle_core::{DType, Tensor};
+    use candle_nn::VarBuilder;
+    use candle_transformers::models::bert::{BertModel, Config};
+    use cherrypick::router::bert::{Bert, mean_pool_normalised};
+
+    let files = EncoderFiles::in_folder(&common::encoder_dir()).expect("encoder files");
+    let config: Config = serde_json::from_str(&std::fs::read_to_string(&files.config).unwrap()).unwrap();
+    // SAFETY: test-only read of a file nobody writes.
+    let vars = unsafe { VarBuilder::from_mmaped_safetensors(&[&files.weights], DType::F32, &Device::Cpu) }.unwrap();
+    let reference = BertModel::load(vars.clone(), &config).unwrap();
+    let fast = Bert::load(vars, &config).unwrap();
+    let encoder = encoder();
+    let long = "a longer prompt about routing requests between language models ".repeat(12);
+    let tokens = encoder.tokenize(&["short one", long.as_str(), "medium length input text here"]).unwrap();
+    let (batch, len) = (3, tokens.padded_len());
+    let ours = encoder.encode(&["short one", long.as_str(), "medium length input text here"]).unwrap();
+
+    let ids: Vec<u32> = (0..batch).flat_map(|b| tokens.ids_row(b)).collect();
+    let mask: Vec<u32> = (0..batch).flat_map(|b| tokens.mask_row(b)).collect();
+    let ids_t = Tensor::from_vec(ids.clone(), (batch, len), &Device::Cpu).unwrap();
+    let mask_t = Tensor::from_vec(mask.clone(), (batch, len), &Device::Cpu).unwrap();
+    let hidden = reference.forward(&ids_t, &ids_t.zeros_like().unwrap(), Some(&mask_t)).unwrap();
+    let theirs = mean_pool_normalised(&hidden, &mask_t).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let fast_hidden = fast.forward(&ids, &mask, batch, len).unwrap();
+    assert_eq!(fast_hidden.dims(), hidden.dims());
+    for row in 0..batch {
+        let c = cosine(&ours[row * 384..(row + 1) * 384], &theirs[row * 384..(row + 1) * 384]);
+        assert!(c > 0.99999, "row {row}: cosine {c}");
+    }
+}

@@ -5,10 +5,11 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
 
 use super::RouterError;
+use super::bert::{Bert, mean_pool_normalised};
 
 /// The three files of a model folder in Hugging Face layout.
 #[derive(Debug, Clone)]
@@ -34,7 +35,7 @@ impl EncoderFiles {
 }
 
 pub struct Encoder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     device: Device,
     dim: usize,
@@ -54,6 +55,14 @@ impl Tokens {
     pub fn padded_len(&self) -> usize {
         self.len
     }
+
+    pub fn ids_row(&self, row: usize) -> Vec<u32> {
+        self.ids[row * self.len..(row + 1) * self.len].to_vec()
+    }
+
+    pub fn mask_row(&self, row: usize) -> Vec<u32> {
+        self.mask[row * self.len..(row + 1) * self.len].to_vec()
+    }
 }
 
 impl Encoder {
@@ -66,7 +75,7 @@ impl Encoder {
         // SAFETY: the weights file is memory-mapped read-only; cherrypick never writes it while running.
         let vars = unsafe { VarBuilder::from_mmaped_safetensors(&[&files.weights], DType::F32, device) }
             .map_err(|e| load("model.safetensors", &e))?;
-        let model = BertModel::load(vars, &config).map_err(|e| load("model.safetensors", &e))?;
+        let model = Bert::load(vars, &config).map_err(|e| load("model.safetensors", &e))?;
 
         let mut tokenizer = Tokenizer::from_file(&files.tokenizer).map_err(|e| load("tokenizer.json", &e))?;
         // The shipped tokenizer.json pads every input to 128 tokens; pad a batch to its longest input
@@ -118,18 +127,9 @@ impl Encoder {
 
     pub fn encode_tokens(&self, tokens: &Tokens) -> Result<Vec<f32>, RouterError> {
         let run = || -> candle_core::Result<Vec<f32>> {
-            let shape = (tokens.batch, tokens.len);
-            let ids = Tensor::from_slice(&tokens.ids, shape, &self.device)?;
-            let type_ids = ids.zeros_like()?;
-            let mask = Tensor::from_slice(&tokens.mask, shape, &self.device)?;
-            let hidden = self.model.forward(&ids, &type_ids, Some(&mask))?;
-            // Mean over real tokens, then unit length.
-            let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-            let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-            let counts = mask.sum(1)?.clamp(1e-9, f64::MAX)?;
-            let mean = summed.broadcast_div(&counts)?;
-            let norm = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
-            mean.broadcast_div(&norm)?.flatten_all()?.to_vec1::<f32>()
+            let hidden = self.model.forward(&tokens.ids, &tokens.mask, tokens.batch, tokens.len)?;
+            let mask = Tensor::from_slice(&tokens.mask, (tokens.batch, tokens.len), &self.device)?;
+            mean_pool_normalised(&hidden, &mask)?.flatten_all()?.to_vec1::<f32>()
         };
         run().map_err(|e| RouterError::Encode(e.to_string()))
     }
