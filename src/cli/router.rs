@@ -47,23 +47,15 @@ pub enum RouterCommand {
     },
     /// For each of N points on the cost dial, print the model chosen for each prompt (JSON lines).
     Sweep {
-        #[arg(long)]
-        router: PathBuf,
         #[command(flatten)]
-        data: DataArgs,
-        #[command(flatten)]
-        encoder: EncoderArgs,
+        scored: ScoreArgs,
         #[arg(long, default_value_t = 11)]
         points: usize,
     },
     /// Score a trained router on labelled prompts (RouterBench AIQ; APGR/CPT for two candidates).
     Eval {
-        #[arg(long)]
-        router: PathBuf,
         #[command(flatten)]
-        data: DataArgs,
-        #[command(flatten)]
-        encoder: EncoderArgs,
+        scored: ScoreArgs,
         #[arg(long, default_value_t = 41)]
         points: usize,
     },
@@ -113,6 +105,17 @@ impl TrainArgs {
     }
 }
 
+/// A trained router and the prompts it scores.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    #[arg(long)]
+    router: PathBuf,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    encoder: EncoderArgs,
+}
+
 #[derive(Debug, Args)]
 pub struct DataArgs {
     /// JSON-lines file(s) in the routing data format.
@@ -145,8 +148,8 @@ pub fn run(command: RouterCommand) -> anyhow::Result<ExitCode> {
         RouterCommand::Train { data, out, encoder, encoder_name, training } => {
             train_command(&data, &out, &encoder, &encoder_name, &training.options())
         }
-        RouterCommand::Sweep { router, data, encoder, points } => sweep_command(&router, &data, &encoder, points),
-        RouterCommand::Eval { router, data, encoder, points } => eval_command(&router, &data, &encoder, points),
+        RouterCommand::Sweep { scored, points } => sweep_command(&scored, points),
+        RouterCommand::Eval { scored, points } => eval_command(&scored, points),
         RouterCommand::Crossval { data, encoder, folds, points, training } => {
             crossval_command(&data, &encoder, folds, points, &training.options())
         }
@@ -361,7 +364,7 @@ struct Scored {
     cost: Vec<f64>,
 }
 
-fn score(router: &Path, args: &DataArgs, enc: &EncoderArgs) -> anyhow::Result<Scored> {
+fn score(ScoreArgs { router, data: args, encoder: enc }: &ScoreArgs) -> anyhow::Result<Scored> {
     let selector = Selector::load(router, &Device::Cpu)?;
     let examples = data::read_all(&args.files)?;
     let heads: Vec<String> = selector.names().map(str::to_owned).collect();
@@ -383,8 +386,8 @@ fn score(router: &Path, args: &DataArgs, enc: &EncoderArgs) -> anyhow::Result<Sc
     Ok(Scored { selector, examples, candidates, qualities, cost })
 }
 
-fn sweep_command(router: &Path, args: &DataArgs, enc: &EncoderArgs, points: usize) -> anyhow::Result<ExitCode> {
-    let s = score(router, args, enc)?;
+fn sweep_command(args: &ScoreArgs, points: usize) -> anyhow::Result<ExitCode> {
+    let s = score(args)?;
     let predictions = Predictions { models: &s.candidates, qualities: &s.qualities };
     let all: Vec<usize> = (0..s.candidates.len()).collect();
     let sweep = evaluate::sweep(&predictions, s.examples.len(), &all, &s.cost, points);
@@ -400,8 +403,8 @@ fn sweep_command(router: &Path, args: &DataArgs, enc: &EncoderArgs, points: usiz
     Ok(ExitCode::SUCCESS)
 }
 
-fn eval_command(router: &Path, args: &DataArgs, enc: &EncoderArgs, points: usize) -> anyhow::Result<ExitCode> {
-    let s = score(router, args, enc)?;
+fn eval_command(args: &ScoreArgs, points: usize) -> anyhow::Result<ExitCode> {
+    let s = score(args)?;
     if !s.examples.iter().any(|e| e.labels_all(&s.candidates)) {
         bail!("no example labels every candidate ({})", s.candidates.join(", "));
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{Gateway, Route};
 use crate::error::ApiError;
-use crate::router::{Hints, Outcome};
+use crate::router::{Ask, Hints, Outcome};
 
 /// The route taken, and what the router said about it.
 pub struct Routed {
@@ -61,7 +61,7 @@ impl Gateway {
         }
         let (text, prompt_tokens) = text(router.max_tokens);
         let policy_name = policy.unwrap_or("default");
-        match router.decide(text, prompt_tokens, policy_name, weights, hints).await {
+        match router.decide(Ask { text, prompt_tokens, policy: policy_name, weights, hints }).await {
             Outcome::Routed(decision) => Ok(Routed {
                 route: self.routes.resolve(&decision.model)?,
                 summary: Some(decision.summary),

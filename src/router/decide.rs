@@ -20,6 +20,17 @@ pub struct Hints {
     pub candidates: Option<Vec<String>>,
 }
 
+/// One routing question: the text to read, the prompt's estimated tokens (for cost), the policy's
+/// name (for the route header) and weights (from [`Router::weights`]), and hints the caller
+/// validated.
+pub struct Ask<'a> {
+    pub text: String,
+    pub prompt_tokens: u64,
+    pub policy: &'a str,
+    pub weights: Weights,
+    pub hints: &'a Hints,
+}
+
 /// The router's answer.
 #[derive(Debug)]
 pub enum Outcome {
@@ -135,16 +146,9 @@ impl Router {
 
     /// Chooses a model for `text`. `weights` comes from [`Router::weights`]; `hints` were validated
     /// by the caller. Never fails: anything that goes wrong steps aside.
-    pub async fn decide(
-        &self,
-        text: String,
-        prompt_tokens: u64,
-        policy: &str,
-        weights: Weights,
-        hints: &Hints,
-    ) -> Outcome {
+    pub async fn decide(&self, ask: Ask<'_>) -> Outcome {
         let started = Instant::now();
-        let outcome = self.decide_inner(text, prompt_tokens, policy, weights, hints).await;
+        let outcome = self.decide_inner(ask).await;
         match &outcome {
             Outcome::Routed(decision) => {
                 self.metrics.decision_seconds.observe(started.elapsed().as_secs_f64());
@@ -155,14 +159,7 @@ impl Router {
         outcome
     }
 
-    async fn decide_inner(
-        &self,
-        text: String,
-        prompt_tokens: u64,
-        policy: &str,
-        weights: Weights,
-        hints: &Hints,
-    ) -> Outcome {
+    async fn decide_inner(&self, Ask { text, prompt_tokens, policy, weights, hints }: Ask<'_>) -> Outcome {
         let Some(ready) = self.ready.get() else {
             return Outcome::SteppedAside(if self.failed.get().is_some() { "unavailable" } else { "loading" });
         };

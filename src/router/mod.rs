@@ -23,7 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use decide::{Decision, Hints, Outcome, Router, State};
+pub use decide::{Ask, Decision, Hints, Outcome, Router, State};
 
 use crate::config::Config;
 use crate::telemetry::RouterMetrics;
