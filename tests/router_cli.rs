@@ -88,7 +88,11 @@ fn train_then_sweep_then_eval() {
     let chat_small = picks(0.5, "c").iter().filter(|m| **m == "small").count();
     assert!(maths_big >= 25 && chat_small >= 25, "maths→big {maths_big}/30, chat→small {chat_small}/30");
 
-    let eval = run(&["router", "eval", "--router", out.to_str().unwrap(), "--data", data]);
+    let png = dir.join("curves.png");
+    let eval =
+        run(&["router", "eval", "--router", out.to_str().unwrap(), "--data", data, "--plot", png.to_str().unwrap()]);
+    let image = std::fs::read(&png).expect("the plot is written");
+    assert!(image.starts_with(b"\x89PNG") && image.len() > 10_000, "{} bytes", image.len());
     let report: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert_eq!(report["examples"], 60);
     assert!(report["aiq"].as_f64().unwrap() > report["zero_router_aiq"].as_f64().unwrap() + 0.1, "{report}");

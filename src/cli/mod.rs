@@ -1,5 +1,6 @@
 //! The command line: `serve`, `config check`, `models pull`, and the router's offline commands.
 
+mod plot;
 mod router;
 
 use std::path::{Path, PathBuf};

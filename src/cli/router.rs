@@ -58,6 +58,9 @@ pub enum RouterCommand {
         scored: ScoreArgs,
         #[arg(long, default_value_t = 41)]
         points: usize,
+        /// Draw the cost-quality curves (router, single models, oracle) to this PNG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
     },
     /// k-fold cross-validation of training on labelled data: the MLP and a kNN baseline, each scored
     /// on the prompts it did not train on.
@@ -149,7 +152,7 @@ pub fn run(command: RouterCommand) -> anyhow::Result<ExitCode> {
             train_command(&data, &out, &encoder, &encoder_name, &training.options())
         }
         RouterCommand::Sweep { scored, points } => sweep_command(&scored, points),
-        RouterCommand::Eval { scored, points } => eval_command(&scored, points),
+        RouterCommand::Eval { scored, points, plot } => eval_command(&scored, points, plot.as_deref()),
         RouterCommand::Crossval { data, encoder, folds, points, training } => {
             crossval_command(&data, &encoder, folds, points, &training.options())
         }
@@ -403,12 +406,15 @@ fn sweep_command(args: &ScoreArgs, points: usize) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn eval_command(args: &ScoreArgs, points: usize) -> anyhow::Result<ExitCode> {
+fn eval_command(args: &ScoreArgs, points: usize, plot: Option<&Path>) -> anyhow::Result<ExitCode> {
     let s = score(args)?;
     if !s.examples.iter().any(|e| e.labels_all(&s.candidates)) {
         bail!("no example labels every candidate ({})", s.candidates.join(", "));
     }
     let report = routing_report(&s.examples, &s.candidates, &s.qualities, &s.cost, points);
+    if let Some(path) = plot {
+        super::plot::cost_quality(&report, path)?;
+    }
     println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
 }
