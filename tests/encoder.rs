@@ -90,3 +90,37 @@ fn the_fast_forward_pass_matches_candle_transformers() {
         assert!(c > 0.99999, "row {row}: cosine {c}");
     }
 }
+
+/// The fast tier: a one-token prompt's static embedding is that token's BERT sentence embedding,
+/// and a longer prompt's is the normalised mean of its tokens' rows.
+#[test]
+fn the_static_tier_is_the_mean_of_distilled_token_rows() {
+    use cherrypick::router::static_table::StaticTable;
+
+    let bert = encoder();
+    let dir = std::env::temp_dir().join(format!("cherrypick-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let words = ["hello", "world", "routing"];
+    let tokens = bert.tokenize(&words).unwrap();
+    let ids: Vec<u32> = (0..words.len()).map(|row| tokens.ids_row(row)[1]).collect();
+    assert!(tokens.lengths.iter().all(|&n| n == 3), "each word is one token");
+    let distilled = bert.token_embeddings(&ids).unwrap();
+    // A table with only these rows filled is enough for prompts made of these words.
+    let mut rows = vec![0f32; bert.vocab_size() * 384];
+    for (k, &id) in ids.iter().enumerate() {
+        rows[id as usize * 384..(id as usize + 1) * 384].copy_from_slice(&distilled[k * 384..(k + 1) * 384]);
+    }
+    let path = dir.join("static.safetensors");
+    StaticTable::new(rows, 384, bert.special_ids()).save(&path).unwrap();
+    let files = EncoderFiles::in_folder(&common::encoder_dir()).unwrap();
+    let fast = Encoder::load_static(&files.tokenizer, &path, 256).unwrap();
+    assert!(fast.is_static() && fast.dim() == 384);
+
+    let one = fast.encode(&["hello"]).unwrap();
+    assert!(cosine(&one, &bert.encode(&["hello"]).unwrap()) > 0.9999);
+    let three = fast.encode(&["hello world routing"]).unwrap();
+    let mean: Vec<f32> = (0..384).map(|d| (0..3).map(|k| distilled[k * 384 + d]).sum()).collect();
+    assert!(cosine(&three, &mean) > 0.9999);
+    let norm: f32 = three.iter().map(|v| v * v).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5);
+}

@@ -16,7 +16,7 @@ use crate::router::encoder::Encoder;
 use crate::router::evaluate::{self, Predictions};
 use crate::router::selector::{self, Card, DataRef, ModelCard, Selector};
 use crate::router::train::{self, Dataset, TrainOptions};
-use crate::router::{knn, source};
+use crate::router::{STATIC_PREFIX, knn, source};
 
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
@@ -26,6 +26,14 @@ pub enum ModelsCommand {
         encoder: String,
         #[arg(long, default_value = "main")]
         revision: String,
+    },
+    /// Distil the encoder into a static token-embedding table (the router's fast tier).
+    Distill {
+        #[arg(long, env = "CHERRYPICK_ENCODER", default_value = DEFAULT_ENCODER)]
+        encoder: String,
+        /// The table to write (safetensors, vocabulary × dimension f32).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -137,12 +145,43 @@ pub struct EncoderArgs {
     /// Prompt tokens read.
     #[arg(long, default_value_t = 256)]
     max_tokens: usize,
+    /// Use the fast tier: this static table (from `cherrypick models distill`) instead of BERT.
+    #[arg(long)]
+    static_table: Option<PathBuf>,
+}
+
+impl EncoderArgs {
+    /// The encoder named (`default` when --encoder is not given), its id for the card, and a key
+    /// that identifies its embeddings.
+    fn load(&self, default: &str) -> anyhow::Result<(Encoder, String, String)> {
+        let id = self.encoder.clone().unwrap_or_else(|| default.trim_start_matches(STATIC_PREFIX).to_owned());
+        let files = block_on(source::fetch(&id, "main", true))?;
+        Ok(match &self.static_table {
+            Some(table) => {
+                let encoder = Encoder::load_static(&files.tokenizer, table, self.max_tokens)?;
+                (encoder, id, format!("{STATIC_PREFIX}{}", table.display()))
+            }
+            None => (Encoder::load(&files, self.max_tokens, &Device::Cpu)?, id.clone(), id),
+        })
+    }
 }
 
 pub fn models(command: ModelsCommand) -> anyhow::Result<ExitCode> {
-    let ModelsCommand::Pull { encoder, revision } = command;
-    let files = block_on(source::fetch(&encoder, &revision, true))?;
-    println!("{encoder}: {}", files.weights.parent().unwrap_or(Path::new(".")).display());
+    match command {
+        ModelsCommand::Pull { encoder, revision } => {
+            let files = block_on(source::fetch(&encoder, &revision, true))?;
+            println!("{encoder}: {}", files.weights.parent().unwrap_or(Path::new(".")).display());
+        }
+        ModelsCommand::Distill { encoder, out } => {
+            let files = block_on(source::fetch(&encoder, "main", true))?;
+            let bert = Encoder::load(&files, 8, &Device::Cpu)?;
+            let progress = bar(bert.vocab_size(), "distilling");
+            let table = bert.distill(256, |n| progress.inc(n as u64))?;
+            progress.finish_and_clear();
+            table.save(&out)?;
+            println!("wrote {}", out.display());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -165,11 +204,6 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .build()
         .expect("a current-thread runtime")
         .block_on(future)
-}
-
-fn load_encoder(id: &str, max_tokens: usize) -> anyhow::Result<Encoder> {
-    let files = block_on(source::fetch(id, "main", true))?;
-    Ok(Encoder::load(&files, max_tokens, &Device::Cpu)?)
 }
 
 fn bar(len: usize, what: &str) -> ProgressBar {
@@ -253,9 +287,8 @@ fn train_command(
 ) -> anyhow::Result<ExitCode> {
     let examples = data::read_all(&args.files)?;
     let models = pick_models(&examples, &args.candidates)?;
-    let encoder_id = enc.encoder.clone().unwrap_or_else(|| DEFAULT_ENCODER.to_owned());
-    let encoder = load_encoder(&encoder_id, enc.max_tokens)?;
-    let x = embeddings(&encoder, &encoder_id, enc.max_tokens, &examples)?;
+    let (encoder, encoder_id, key) = enc.load(DEFAULT_ENCODER)?;
+    let x = embeddings(&encoder, &key, enc.max_tokens, &examples)?;
     let dataset = Dataset::new(&examples, x, encoder.dim(), models.clone());
     let (train_rows, validation_rows) = train::split(dataset.len(), options.validation_fraction, options.seed);
 
@@ -321,7 +354,10 @@ fn train_command(
     }
     let card = Card {
         format: selector::CARD_FORMAT,
-        encoder: if source::is_local(&encoder_id) { encoder_name.to_owned() } else { encoder_id },
+        encoder: {
+            let name = if source::is_local(&encoder_id) { encoder_name.to_owned() } else { encoder_id };
+            if encoder.is_static() { format!("{STATIC_PREFIX}{name}") } else { name }
+        },
         embedding_dim: encoder.dim(),
         hidden: options.hidden,
         models: model_cards,
@@ -376,10 +412,9 @@ fn score(ScoreArgs { router, data: args, encoder: enc }: &ScoreArgs) -> anyhow::
         .iter()
         .map(|c| heads.iter().position(|h| h == c).with_context(|| format!("the selector has no head `{c}`")))
         .collect::<anyhow::Result<_>>()?;
-    let encoder_id = enc.encoder.clone().unwrap_or_else(|| selector.card.encoder.clone());
-    let encoder = load_encoder(&encoder_id, enc.max_tokens)?;
+    let (encoder, _, key) = enc.load(&selector.card.encoder)?;
     crate::router::check_pair(&encoder, &selector)?;
-    let x = embeddings(&encoder, &encoder_id, enc.max_tokens, &examples)?;
+    let x = embeddings(&encoder, &key, enc.max_tokens, &examples)?;
     let all = selector.predict(&x, examples.len())?;
     let qualities: Vec<f32> = (0..examples.len())
         .flat_map(|row| index.iter().map(move |&h| (row, h)))
@@ -432,9 +467,8 @@ fn crossval_command(
     }
     let examples = data::read_all(&args.files)?;
     let models = pick_models(&examples, &args.candidates)?;
-    let encoder_id = enc.encoder.clone().unwrap_or_else(|| DEFAULT_ENCODER.to_owned());
-    let encoder = load_encoder(&encoder_id, enc.max_tokens)?;
-    let x = embeddings(&encoder, &encoder_id, enc.max_tokens, &examples)?;
+    let (encoder, _, key) = enc.load(DEFAULT_ENCODER)?;
+    let x = embeddings(&encoder, &key, enc.max_tokens, &examples)?;
     let dataset = Dataset::new(&examples, x, encoder.dim(), models.clone());
     let (shuffled, _) = train::split(dataset.len(), 0.0, seed);
     let width = models.len();

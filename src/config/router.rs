@@ -14,6 +14,9 @@ pub struct RouterConfig {
     pub encoder: String,
     /// Hub revision when `encoder` is a repo id.
     pub revision: String,
+    /// The fast tier: a static token-embedding table distilled from `encoder`
+    /// (`cherrypick models distill`). Microseconds per prompt; needs a selector trained on it.
+    pub static_table: Option<String>,
     /// The folder of a trained selector: `router.safetensors` + `router.json`.
     pub selector: String,
     /// Public model names (keys of `[models]`) the router chooses between. Empty: every model with a
@@ -61,6 +64,7 @@ impl Default for RouterConfig {
             enabled: false,
             encoder: DEFAULT_ENCODER.into(),
             revision: "main".into(),
+            static_table: None,
             selector: "models/router".into(),
             candidates: Vec::new(),
             heads: BTreeMap::new(),

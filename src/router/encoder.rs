@@ -10,6 +10,7 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, Tr
 
 use super::RouterError;
 use super::bert::{Bert, mean_pool_normalised};
+use super::static_table::StaticTable;
 
 /// The three files of a model folder in Hugging Face layout.
 #[derive(Debug, Clone)]
@@ -34,8 +35,14 @@ impl EncoderFiles {
     }
 }
 
+/// The BERT forward pass, or the static table distilled from it.
+enum Model {
+    Bert(Box<Bert>),
+    Static(StaticTable),
+}
+
 pub struct Encoder {
-    model: Bert,
+    model: Model,
     tokenizer: Tokenizer,
     device: Device,
     dim: usize,
@@ -76,28 +83,95 @@ impl Encoder {
         let vars = unsafe { VarBuilder::from_mmaped_safetensors(&[&files.weights], DType::F32, device) }
             .map_err(|e| load("model.safetensors", &e))?;
         let model = Bert::load(vars, &config).map_err(|e| load("model.safetensors", &e))?;
-
-        let mut tokenizer = Tokenizer::from_file(&files.tokenizer).map_err(|e| load("tokenizer.json", &e))?;
-        // The shipped tokenizer.json pads every input to 128 tokens; pad a batch to its longest input
-        // only, and cut long inputs at `max_tokens`.
-        let pad_id = tokenizer.get_padding().map_or(0, |p| p.pad_id);
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            pad_id,
-            ..PaddingParams::default()
-        }));
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: max_tokens.min(config.max_position_embeddings),
-                strategy: TruncationStrategy::LongestFirst,
-                ..TruncationParams::default()
-            }))
-            .map_err(|e| load("tokenizer.json", &e))?;
-        Ok(Self { model, tokenizer, device: device.clone(), dim })
+        let tokenizer = load_tokenizer(&files.tokenizer, max_tokens.min(config.max_position_embeddings))?;
+        Ok(Self { model: Model::Bert(Box::new(model)), tokenizer, device: device.clone(), dim })
     }
 
+    /// The fast tier: the static table at `table` (from [`Encoder::distill`]) and the encoder's
+    /// tokenizer.
+    pub fn load_static(tokenizer: &Path, table: &Path, max_tokens: usize) -> Result<Self, RouterError> {
+        let tokenizer = load_tokenizer(tokenizer, max_tokens)?;
+        let mut encoder = Self {
+            model: Model::Static(StaticTable::new(Vec::new(), 1, Vec::new())),
+            tokenizer,
+            device: Device::Cpu,
+            dim: 1,
+        };
+        let table = StaticTable::load(table, encoder.special_ids())?;
+        encoder.dim = table.dim();
+        encoder.model = Model::Static(table);
+        Ok(encoder)
+    }
+
+    /// Distils the static table: each vocabulary token's sentence embedding, computed alone.
+    pub fn distill(&self, batch: usize, mut progress: impl FnMut(usize)) -> Result<StaticTable, RouterError> {
+        let vocab = self.vocab_size() as u32;
+        let ids: Vec<u32> = (0..vocab).collect();
+        let mut rows = Vec::with_capacity(ids.len() * self.dim);
+        for chunk in ids.chunks(batch.max(1)) {
+            rows.extend(self.token_embeddings(chunk)?);
+            progress(chunk.len());
+        }
+        Ok(StaticTable::new(rows, self.dim, self.special_ids()))
+    }
+
+    /// The sentence embedding of each token id alone (`[CLS] token [SEP]`), row after row.
+    pub fn token_embeddings(&self, ids: &[u32]) -> Result<Vec<f32>, RouterError> {
+        let Model::Bert(bert) = &self.model else {
+            return Err(RouterError::Load("distillation needs the BERT encoder".into()));
+        };
+        let special = |t: &str| self.tokenizer.token_to_id(t).ok_or_else(|| RouterError::Load(format!("no {t} token")));
+        let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
+        let input: Vec<u32> = ids.iter().flat_map(|&t| [cls, t, sep]).collect();
+        let mask = vec![1u32; input.len()];
+        let run = || -> candle_core::Result<Vec<f32>> {
+            let hidden = bert.forward(&input, &mask, ids.len(), 3)?;
+            let mask = Tensor::from_slice(&mask, (ids.len(), 3), &self.device)?;
+            mean_pool_normalised(&hidden, &mask)?.flatten_all()?.to_vec1::<f32>()
+        };
+        run().map_err(|e| RouterError::Encode(e.to_string()))
+    }
+
+    /// [CLS], [SEP] and [PAD]: skipped by the static tier.
+    pub fn special_ids(&self) -> Vec<u32> {
+        ["[CLS]", "[SEP]", "[PAD]"].iter().filter_map(|t| self.tokenizer.token_to_id(t)).collect()
+    }
+}
+
+/// The tokenizer with the padding and truncation cherrypick needs.
+fn load_tokenizer(path: &Path, max_tokens: usize) -> Result<Tokenizer, RouterError> {
+    let load = |e: &dyn std::fmt::Display| RouterError::Load(format!("tokenizer.json: {e}"));
+    let mut tokenizer = Tokenizer::from_file(path).map_err(|e| load(&e))?;
+    // The shipped tokenizer.json pads every input to 128 tokens; pad a batch to its longest input
+    // only, and cut long inputs at `max_tokens`.
+    let pad_id = tokenizer.get_padding().map_or(0, |p| p.pad_id);
+    tokenizer.with_padding(Some(PaddingParams {
+        strategy: PaddingStrategy::BatchLongest,
+        pad_id,
+        ..PaddingParams::default()
+    }));
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: max_tokens,
+            strategy: TruncationStrategy::LongestFirst,
+            ..TruncationParams::default()
+        }))
+        .map_err(|e| load(&e))?;
+    Ok(tokenizer)
+}
+
+impl Encoder {
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.tokenizer.get_vocab_size(true)
+    }
+
+    /// Whether this is the static (distilled) tier.
+    pub fn is_static(&self) -> bool {
+        matches!(self.model, Model::Static(_))
     }
 
     pub fn tokenize(&self, texts: &[&str]) -> Result<Tokens, RouterError> {
@@ -126,8 +200,12 @@ impl Encoder {
     }
 
     pub fn encode_tokens(&self, tokens: &Tokens) -> Result<Vec<f32>, RouterError> {
+        let bert = match &self.model {
+            Model::Bert(bert) => bert,
+            Model::Static(table) => return Ok(table.encode(&tokens.ids, &tokens.mask, tokens.len)),
+        };
         let run = || -> candle_core::Result<Vec<f32>> {
-            let hidden = self.model.forward(&tokens.ids, &tokens.mask, tokens.batch, tokens.len)?;
+            let hidden = bert.forward(&tokens.ids, &tokens.mask, tokens.batch, tokens.len)?;
             let mask = Tensor::from_slice(&tokens.mask, (tokens.batch, tokens.len), &self.device)?;
             mean_pool_normalised(&hidden, &mask)?.flatten_all()?.to_vec1::<f32>()
         };

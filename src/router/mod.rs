@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod prompt;
 pub mod selector;
 pub mod source;
+pub mod static_table;
 pub mod train;
 pub mod utility;
 pub mod worker;
@@ -76,7 +77,10 @@ async fn load(config: &Config, metrics: RouterMetrics) -> Result<decide::Ready, 
     tokio::task::spawn_blocking(move || {
         let router = &config.router;
         let device = device::select(&router.device)?;
-        let encoder = Encoder::load(&files, router.max_tokens, &device)?;
+        let encoder = match &router.static_table {
+            Some(table) => Encoder::load_static(&files.tokenizer, Path::new(table), router.max_tokens)?,
+            None => Encoder::load(&files, router.max_tokens, &device)?,
+        };
         let selector = Selector::load(Path::new(&router.selector), &device)?;
         check_pair(&encoder, &selector)?;
         let heads: Vec<String> = selector.names().map(str::to_owned).collect();
@@ -96,8 +100,20 @@ async fn load(config: &Config, metrics: RouterMetrics) -> Result<decide::Ready, 
     .map_err(|e| RouterError::Load(e.to_string()))?
 }
 
+/// Marks a selector card trained on the static tier's embeddings.
+pub const STATIC_PREFIX: &str = "static:";
+
 /// A selector is only valid on embeddings of the encoder it was trained with.
 pub fn check_pair(encoder: &Encoder, selector: &Selector) -> Result<(), RouterError> {
+    let trained_static = selector.card.encoder.starts_with(STATIC_PREFIX);
+    if trained_static != encoder.is_static() {
+        let tier = |s: bool| if s { "the static table" } else { "the BERT encoder" };
+        return Err(RouterError::Load(format!(
+            "the selector was trained on {} but runs with {}",
+            tier(trained_static),
+            tier(encoder.is_static())
+        )));
+    }
     if encoder.dim() != selector.card.embedding_dim {
         return Err(RouterError::Load(format!(
             "the selector expects {}-d embeddings (encoder `{}`), the encoder gives {}",
