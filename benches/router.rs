@@ -99,6 +99,25 @@ fn forward_ab(c: &mut Criterion) {
     group.finish();
 }
 
+/// The fast tier (a table from `cherrypick models distill`, named by CHERRYPICK_STATIC_TABLE):
+/// tokenize + encode at batch 1. Skipped when the variable is unset.
+fn static_tier(c: &mut Criterion) {
+    let Some(table) = std::env::var_os("CHERRYPICK_STATIC_TABLE") else {
+        eprintln!("static tier: set CHERRYPICK_STATIC_TABLE to a distilled table to measure it");
+        return;
+    };
+    let files = EncoderFiles::in_folder(&encoder_dir()).expect("encoder folder");
+    let encoder = Encoder::load_static(&files.tokenizer, std::path::Path::new(&table), 512).expect("static table");
+    let mut group = c.benchmark_group("static");
+    for tokens in [8usize, 32, 128, 512] {
+        let text = prompt(tokens);
+        group.bench_with_input(BenchmarkId::new("batch1", tokens), &text, |b, text| {
+            b.iter(|| black_box(encoder.encode(&[text.as_str()]).unwrap()))
+        });
+    }
+    group.finish();
+}
+
 /// Decisions per second with 64 requests always waiting on the worker (32-token prompts).
 fn worker(c: &mut Criterion) {
     let (encoder, selector) = load();
@@ -138,5 +157,5 @@ fn worker(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward_ab, encode, worker);
+criterion_group!(benches, forward_ab, encode, static_tier, worker);
 criterion_main!(benches);
