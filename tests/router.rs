@@ -47,6 +47,11 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 fn router_config(upstream: &FakeUpstream, selector_dir: &Path, encoder: &Path) -> String {
+    router_config_with(upstream, selector_dir, encoder, "")
+}
+
+/// `extra` lines go into `[router]`.
+fn router_config_with(upstream: &FakeUpstream, selector_dir: &Path, encoder: &Path, extra: &str) -> String {
     config_for(
         upstream,
         &format!(
@@ -67,6 +72,7 @@ fn router_config(upstream: &FakeUpstream, selector_dir: &Path, encoder: &Path) -
             selector = "{selector}"
             candidates = ["big", "small"]
             default_policy = "best"
+            {extra}
             [router.heads]
             big = "strong"
             small = "weak"
@@ -184,4 +190,38 @@ async fn a_router_that_cannot_load_steps_aside_to_the_default() {
     assert_eq!(header(&response, "x-cherrypick-route"), "stepped-aside=unavailable");
     let metrics = gateway.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("cherrypick_router_step_asides_total{reason=\"unavailable\"} 1"), "{metrics}");
+}
+
+/// Overload and slowness never fail a request: with a one-slot queue, a burst steps aside to the
+/// default; with a 1 ms budget, decisions time out and step aside.
+#[tokio::test]
+async fn overload_and_timeouts_step_aside() {
+    let upstream = FakeUpstream::start().await;
+    let dir = temp_dir("selector-overload");
+    fixed_selector(&dir);
+    let long = "Explain how a gateway routes prompts between language models. ".repeat(40);
+    for (extra, reason) in [("queue = 1\nmax_batch = 1", "overloaded"), ("timeout_ms = 1", "timeout")] {
+        let config = router_config_with(&upstream, &dir, &common::encoder_dir(), extra);
+        let gateway = std::sync::Arc::new(TestGateway::start_with(&config).await);
+        wait_ready(&gateway).await;
+        let mut tasks = Vec::new();
+        for _ in 0..24 {
+            let gateway = gateway.clone();
+            let body = chat_body("auto", &long);
+            tasks.push(tokio::spawn(async move { gateway.post("/v1/chat/completions", body).await }));
+        }
+        let mut stepped = 0;
+        for task in tasks {
+            let response = task.await.unwrap();
+            assert_eq!(response.status(), 200, "{reason}: every request is answered");
+            if header(&response, "x-cherrypick-route") == format!("stepped-aside={reason}") {
+                assert_eq!(header(&response, "x-cherrypick-model"), "gpt-4o-mini");
+                stepped += 1;
+            }
+        }
+        assert!(stepped > 0, "{reason}: no request stepped aside");
+        let metrics = gateway.get("/metrics").await.text().await.unwrap();
+        let line = format!("cherrypick_router_step_asides_total{{reason=\"{reason}\"}} {stepped}");
+        assert!(metrics.contains(&line), "{line} not in {metrics}");
+    }
 }
