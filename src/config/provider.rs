@@ -40,3 +40,23 @@ pub enum ProviderKind {
     /// Any other server speaking the OpenAI API at `base_url`.
     OpenaiCompatible,
 }
+
+impl ProviderKind {
+    /// Every kind with a preset (all but `OpenaiCompatible`, which has no default base URL).
+    pub const PRESETS: [ProviderKind; 14] = [
+        Self::Openai,
+        Self::Mistral,
+        Self::Groq,
+        Self::Together,
+        Self::Fireworks,
+        Self::Deepseek,
+        Self::Xai,
+        Self::Perplexity,
+        Self::Openrouter,
+        Self::Cerebras,
+        Self::Deepinfra,
+        Self::Ollama,
+        Self::Vllm,
+        Self::Huggingface,
+    ];
+}

@@ -252,23 +252,7 @@ mod tests {
 
     #[test]
     fn every_preset_has_an_absolute_base_url() {
-        use ProviderKind::*;
-        for kind in [
-            Openai,
-            Mistral,
-            Groq,
-            Together,
-            Fireworks,
-            Deepseek,
-            Xai,
-            Perplexity,
-            Openrouter,
-            Cerebras,
-            Deepinfra,
-            Ollama,
-            Vllm,
-            Huggingface,
-        ] {
+        for kind in ProviderKind::PRESETS {
             assert!(reqwest::Url::parse(preset(kind).base_url).is_ok(), "{kind:?}");
         }
     }
