@@ -13,31 +13,58 @@
 
 use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Module, Shape, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
+
+use super::small_matmul;
 use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
 
 /// A dense layer with its weight stored `(in, out)`.
 struct Dense {
     weight: Tensor,
     bias: Tensor,
+    /// The weights regrouped for the few-rows kernel, when this CPU can run it.
+    packed: Option<small_matmul::Packed>,
+    bias_values: Vec<f32>,
 }
 
 impl Dense {
     fn load(vb: &VarBuilder, inputs: usize, outputs: usize) -> candle_core::Result<Self> {
         let weight = vb.get((outputs, inputs), "weight")?.t()?.contiguous()?;
-        Ok(Self { weight, bias: vb.get(outputs, "bias")? })
+        Self::new(weight, vb.get(outputs, "bias")?)
+    }
+
+    fn new(weight: Tensor, bias: Tensor) -> candle_core::Result<Self> {
+        let packed = if weight.device().is_cpu() && small_matmul::available() {
+            let (k, n) = weight.dims2()?;
+            Some(small_matmul::Packed::new(&weight.flatten_all()?.to_vec1::<f32>()?, k, n))
+        } else {
+            None
+        };
+        let bias_values = bias.to_vec1::<f32>()?;
+        Ok(Self { weight, bias, packed, bias_values })
     }
 
     /// Several layers fused side by side into one (query, key, value).
     fn fused(parts: &[Dense]) -> candle_core::Result<Self> {
         let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight).collect();
         let biases: Vec<&Tensor> = parts.iter().map(|p| &p.bias).collect();
-        Ok(Self { weight: Tensor::cat(&weights, 1)?.contiguous()?, bias: Tensor::cat(&biases, 0)? })
+        Self::new(Tensor::cat(&weights, 1)?.contiguous()?, Tensor::cat(&biases, 0)?)
     }
 
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        x.matmul(&self.weight)?.broadcast_add(&self.bias)
+        let m = x.dim(0)?;
+        match &self.packed {
+            Some(packed) if m <= SMALL_ROWS && x.dtype() == DType::F32 => {
+                let y = small_matmul::matmul_bias(&x.flatten_all()?.to_vec1::<f32>()?, packed, &self.bias_values, m);
+                Tensor::from_vec(y, (m, packed.columns()), x.device())
+            }
+            _ => x.matmul(&self.weight)?.broadcast_add(&self.bias),
+        }
     }
 }
+
+/// Up to this many rows (tokens in a batch) a dense layer uses the packed-weight kernel; above it,
+/// gemm (measured: `cargo bench --bench router -- forward`).
+const SMALL_ROWS: usize = 256;
 
 struct Layer {
     qkv: Dense,

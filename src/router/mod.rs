@@ -14,6 +14,7 @@ pub mod knn;
 pub mod metrics;
 pub mod prompt;
 pub mod selector;
+pub mod small_matmul;
 pub mod source;
 pub mod static_table;
 pub mod train;
