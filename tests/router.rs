@@ -46,8 +46,10 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// A decision budget no loaded test machine exceeds, so the expected choices are deterministic (the
+/// step-aside test sets its own).
 fn router_config(upstream: &FakeUpstream, selector_dir: &Path, encoder: &Path) -> String {
-    router_config_with(upstream, selector_dir, encoder, "")
+    router_config_with(upstream, selector_dir, encoder, "timeout_ms = 60000")
 }
 
 /// `extra` lines go into `[router]`.
@@ -200,7 +202,9 @@ async fn overload_and_timeouts_step_aside() {
     let dir = temp_dir("selector-overload");
     fixed_selector(&dir);
     let long = "Explain how a gateway routes prompts between language models. ".repeat(40);
-    for (extra, reason) in [("queue = 1\nmax_batch = 1", "overloaded"), ("timeout_ms = 1", "timeout")] {
+    for (extra, reason) in
+        [("queue = 1\nmax_batch = 1\ntimeout_ms = 60000", "overloaded"), ("timeout_ms = 1", "timeout")]
+    {
         let config = router_config_with(&upstream, &dir, &common::encoder_dir(), extra);
         let gateway = std::sync::Arc::new(TestGateway::start_with(&config).await);
         wait_ready(&gateway).await;
