@@ -87,7 +87,7 @@ fn router_config_with(upstream: &FakeUpstream, selector_dir: &Path, encoder: &Pa
 
 /// Waits until `/ready` says the router is up.
 async fn wait_ready(gateway: &TestGateway) {
-    for _ in 0..200 {
+    for _ in 0..1200 {
         let ready = json(gateway.get("/ready").await).await;
         match ready["router"].as_str() {
             Some("ready") => return,
@@ -95,7 +95,7 @@ async fn wait_ready(gateway: &TestGateway) {
             _ => panic!("router did not load: {ready}"),
         }
     }
-    panic!("router still loading after 10 s");
+    panic!("router still loading after 60 s");
 }
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
@@ -177,7 +177,7 @@ async fn a_router_that_cannot_load_steps_aside_to_the_default() {
     let missing = temp_dir("no-selector").join("absent");
     let gateway = TestGateway::start_with(&router_config(&upstream, &missing, &common::encoder_dir())).await;
     let mut state = serde_json::Value::Null;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         state = json(gateway.get("/ready").await).await;
         if state["router"] != "loading" {
             break;
