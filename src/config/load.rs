@@ -211,7 +211,7 @@ fn cross_check(config: &Config, problems: &mut Vec<String>) {
             }
         }
         for public in std::iter::once(name).chain(&model.aliases) {
-            if public == "auto" || public.starts_with("auto:") {
+            if super::is_auto(public) {
                 problems.push(format!("`models.{name}`: the name `{public}` is reserved for the router"));
             }
             if !public_names.insert(public.as_str()) {

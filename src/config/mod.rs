@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use serde::Deserialize;
 
 pub use load::{ConfigError, Loaded, load_file, load_str};
-pub use model::{ModelConfig, RoutingConfig};
+pub use model::{ModelConfig, RoutingConfig, is_auto};
 pub use provider::{ProviderConfig, ProviderKind};
 pub use router::{DEFAULT_ENCODER, PolicyConfig, RouterConfig};
 pub use secret::Secret;

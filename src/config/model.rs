@@ -21,6 +21,11 @@ pub struct ModelConfig {
     pub aliases: Vec<String>,
 }
 
+/// `auto` and `auto:POLICY` are reserved for the router: never a model name in `[models]`.
+pub fn is_auto(model: &str) -> bool {
+    model == "auto" || model.starts_with("auto:")
+}
+
 /// `[routing]`: what `model: "auto"` means until the learned router decides.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RoutingConfig {

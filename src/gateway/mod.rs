@@ -13,7 +13,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 pub use routes::{Route, RouteTable};
-pub use routing::{Routed, is_auto};
+pub use routing::Routed;
 
 use crate::config::Config;
 use crate::error::ApiError;

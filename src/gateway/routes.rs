@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::config::Config;
+use crate::config::{Config, is_auto};
 use crate::error::ApiError;
 use crate::openai::Usage;
 use crate::openai::models::{ModelList, ModelObject};
@@ -76,7 +76,7 @@ impl RouteTable {
         if let Some(route) = self.by_name.get(model) {
             return Ok(route.clone());
         }
-        if model == "auto" || model.starts_with("auto:") {
+        if is_auto(model) {
             return self.auto.clone().ok_or_else(|| ApiError::model_not_found(model).with_code("model_not_found"));
         }
         Err(ApiError::model_not_found(model))

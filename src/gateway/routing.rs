@@ -6,6 +6,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use super::{Gateway, Route};
+use crate::config::is_auto;
 use crate::error::ApiError;
 use crate::router::{Ask, Hints, Outcome};
 
@@ -30,11 +31,6 @@ impl Deref for Routed {
     fn deref(&self) -> &Route {
         &self.route
     }
-}
-
-/// `auto` and `auto:NAME` are the router's.
-pub fn is_auto(model: &str) -> bool {
-    model == "auto" || model.starts_with("auto:")
 }
 
 impl Gateway {
