@@ -91,16 +91,9 @@ impl Encoder {
     /// tokenizer.
     pub fn load_static(tokenizer: &Path, table: &Path, max_tokens: usize) -> Result<Self, RouterError> {
         let tokenizer = load_tokenizer(tokenizer, max_tokens)?;
-        let mut encoder = Self {
-            model: Model::Static(StaticTable::new(Vec::new(), 1, Vec::new())),
-            tokenizer,
-            device: Device::Cpu,
-            dim: 1,
-        };
-        let table = StaticTable::load(table, encoder.special_ids())?;
-        encoder.dim = table.dim();
-        encoder.model = Model::Static(table);
-        Ok(encoder)
+        let table = StaticTable::load(table, special_ids(&tokenizer))?;
+        let dim = table.dim();
+        Ok(Self { model: Model::Static(table), tokenizer, device: Device::Cpu, dim })
     }
 
     /// Distils the static table: each vocabulary token's sentence embedding, computed alone.
@@ -117,25 +110,25 @@ impl Encoder {
 
     /// The sentence embedding of each token id alone (`[CLS] token [SEP]`), row after row.
     pub fn token_embeddings(&self, ids: &[u32]) -> Result<Vec<f32>, RouterError> {
-        let Model::Bert(bert) = &self.model else {
+        if self.is_static() {
             return Err(RouterError::Load("distillation needs the BERT encoder".into()));
-        };
+        }
         let special = |t: &str| self.tokenizer.token_to_id(t).ok_or_else(|| RouterError::Load(format!("no {t} token")));
         let (cls, sep) = (special("[CLS]")?, special("[SEP]")?);
-        let input: Vec<u32> = ids.iter().flat_map(|&t| [cls, t, sep]).collect();
-        let mask = vec![1u32; input.len()];
-        let run = || -> candle_core::Result<Vec<f32>> {
-            let hidden = bert.forward(&input, &mask, ids.len(), 3)?;
-            let mask = Tensor::from_slice(&mask, (ids.len(), 3), &self.device)?;
-            mean_pool_normalised(&hidden, &mask)?.flatten_all()?.to_vec1::<f32>()
-        };
-        run().map_err(|e| RouterError::Encode(e.to_string()))
+        let ids: Vec<u32> = ids.iter().flat_map(|&t| [cls, t, sep]).collect();
+        let mask = vec![1u32; ids.len()];
+        let batch = ids.len() / 3;
+        self.encode_tokens(&Tokens { ids, mask, batch, len: 3, lengths: vec![3; batch] })
     }
 
     /// [CLS], [SEP] and [PAD]: skipped by the static tier.
     pub fn special_ids(&self) -> Vec<u32> {
-        ["[CLS]", "[SEP]", "[PAD]"].iter().filter_map(|t| self.tokenizer.token_to_id(t)).collect()
+        special_ids(&self.tokenizer)
     }
+}
+
+fn special_ids(tokenizer: &Tokenizer) -> Vec<u32> {
+    ["[CLS]", "[SEP]", "[PAD]"].iter().filter_map(|t| tokenizer.token_to_id(t)).collect()
 }
 
 /// The tokenizer with the padding and truncation cherrypick needs.

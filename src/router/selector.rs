@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{D, DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Linear, Module};
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -162,14 +162,4 @@ impl Selector {
         };
         run().map_err(|e| RouterError::Select(e.to_string()))
     }
-
-    /// The same, as a tensor (training and evaluation batch many rows).
-    pub fn predict_tensor(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.mlp.qualities(x)
-    }
-}
-
-/// Index of the maximum of each row.
-pub fn argmax_rows(t: &Tensor) -> candle_core::Result<Vec<u32>> {
-    t.argmax(D::Minus1)?.to_vec1::<u32>()
 }

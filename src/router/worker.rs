@@ -21,8 +21,6 @@ pub struct Scored {
     pub embedding: Arc<[f32]>,
     /// Predicted quality per selector head, in the card's order.
     pub qualities: Vec<f32>,
-    /// Tokens the encoder read.
-    pub tokens: usize,
 }
 
 struct Job {
@@ -151,7 +149,6 @@ impl Worker {
             .map(|i| Scored {
                 embedding: Arc::from(&embeddings[i * dim..(i + 1) * dim]),
                 qualities: qualities[i * heads..(i + 1) * heads].to_vec(),
-                tokens: tokens.lengths[i],
             })
             .collect())
     }
