@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::RouterError;
-use super::utility::{Estimate, Weights, choose, utilities};
+use super::utility::{Estimate, Weights, best, utilities};
 use super::worker::{Scored, WorkerHandle};
 use crate::config::{Config, PolicyConfig, RouterConfig};
 use crate::telemetry::RouterMetrics;
@@ -201,8 +201,8 @@ impl Router {
                 latency: self.latency_of(&c.model),
             })
             .collect();
-        let best = choose(&estimates, weights)?;
         let u = utilities(&estimates, weights);
+        let best = best(&estimates, &u)?;
         let mut order: Vec<usize> = (0..allowed.len()).collect();
         order.sort_by(|&a, &b| u[b].total_cmp(&u[a]));
         let mut summary = format!("policy={policy}; cost_weight={}", weights.cost);

@@ -31,7 +31,12 @@ pub fn utilities(estimates: &[Estimate], weights: Weights) -> Vec<f64> {
 
 /// The index of the best candidate; among equal utilities the cheaper one.
 pub fn choose(estimates: &[Estimate], weights: Weights) -> Option<usize> {
-    let u = utilities(estimates, weights);
+    best(estimates, &utilities(estimates, weights))
+}
+
+/// The index of the highest of already computed `utilities`; among equals the cheaper candidate.
+pub fn best(estimates: &[Estimate], utilities: &[f64]) -> Option<usize> {
+    let u = utilities;
     (0..estimates.len()).max_by(|&a, &b| u[a].total_cmp(&u[b]).then(estimates[b].cost.total_cmp(&estimates[a].cost)))
 }
 
