@@ -285,7 +285,18 @@ fn train_command(
     encoder_name: &str,
     options: &TrainOptions,
 ) -> anyhow::Result<ExitCode> {
-    let examples = data::read_all(&args.files)?;
+    // Each file is read once; the card records what came from which.
+    let mut examples = Vec::new();
+    let mut data_refs = Vec::new();
+    for file in &args.files {
+        let read = data::read_jsonl(file)?;
+        data_refs.push(DataRef {
+            file: file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            sha256: file_sha256(file)?,
+            examples: read.len(),
+        });
+        examples.extend(read);
+    }
     let models = pick_models(&examples, &args.candidates)?;
     let (encoder, encoder_id, key) = enc.load(DEFAULT_ENCODER)?;
     let x = embeddings(&encoder, &key, enc.max_tokens, &examples)?;
@@ -293,18 +304,16 @@ fn train_command(
     let (train_rows, validation_rows) = train::split(dataset.len(), options.validation_fraction, options.seed);
 
     let progress = bar(options.max_epochs, "training");
-    let (mlp, vars, fit) = train::fit(&dataset, &train_rows, &validation_rows, options, &Device::Cpu, |_, t, v| {
+    let (mlp, vars, fit) = train::fit(&dataset, &train_rows, &validation_rows, options, &Device::Cpu, |_, _, v| {
         progress.inc(1);
         progress.set_message(format!("val {v:.4}"));
-        let _ = t;
     })?;
     progress.finish_and_clear();
 
     // Validation: per-model accuracy at 0.5 and the routing metrics on the held-out prompts.
     let predicted = train::predict(&mlp, &dataset, &validation_rows, &Device::Cpu)?;
     let held_out: Vec<Example> = validation_rows.iter().map(|&r| examples[r].clone()).collect();
-    let mean_cost: Vec<f64> =
-        models.iter().map(|m| mean_of(&examples, |e| e.cost_usd.get(m).copied()).unwrap_or(0.0)).collect();
+    let mean_cost = mean_costs(&examples, &models);
     let report = routing_report(&held_out, &models, &predicted, &mean_cost, 41);
 
     let mut model_cards = Vec::new();
@@ -344,14 +353,6 @@ fn train_command(
         fit.epochs, fit.best_epoch, fit.validation_loss, report.aiq, report.zero_router_aiq, report.oracle_aiq
     );
 
-    let mut data_refs = Vec::new();
-    for (file, count) in args.files.iter().zip(per_file_counts(&args.files)?) {
-        data_refs.push(DataRef {
-            file: file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            sha256: file_sha256(file)?,
-            examples: count,
-        });
-    }
     let card = Card {
         format: selector::CARD_FORMAT,
         encoder: {
@@ -373,8 +374,9 @@ fn train_command(
     Ok(ExitCode::SUCCESS)
 }
 
-fn per_file_counts(files: &[PathBuf]) -> anyhow::Result<Vec<usize>> {
-    files.iter().map(|f| Ok(data::read_jsonl(f)?.len())).collect()
+/// Each model's mean cost per prompt in the data: the cost estimate the sweep uses.
+fn mean_costs(examples: &[Example], models: &[String]) -> Vec<f64> {
+    models.iter().map(|m| mean_of(examples, |e| e.cost_usd.get(m).copied()).unwrap_or(0.0)).collect()
 }
 
 fn routing_report(
@@ -492,8 +494,7 @@ fn crossval_command(
         progress.inc(1);
     }
     progress.finish_and_clear();
-    let mean_cost: Vec<f64> =
-        models.iter().map(|m| mean_of(&examples, |e| e.cost_usd.get(m).copied()).unwrap_or(0.0)).collect();
+    let mean_cost = mean_costs(&examples, &models);
     let mlp = routing_report(&examples, &models, &mlp_q, &mean_cost, points);
     let knn = routing_report(&examples, &models, &knn_q, &mean_cost, points);
     let summary = serde_json::json!({
