@@ -7,7 +7,7 @@
 //! routing cost does not grow with the conversation. Each part is also cut at a character budget
 //! before tokenisation so a 1 MB message costs no more to tokenise than a short one.
 
-use crate::openai::content::MessageContent;
+use crate::openai::content::{ContentPart, MessageContent};
 use crate::openai::{ChatCompletionRequest, ChatMessage, CompletionRequest};
 
 /// Characters kept per part: generously above what `max_tokens` tokens can hold (about 4 characters
@@ -33,7 +33,7 @@ pub fn chat_text(request: &ChatCompletionRequest, max_tokens: usize) -> (String,
     }
     let mut text = String::with_capacity(budget * 2);
     if let Some(content) = last_user {
-        push_cut(&mut text, &content.text(), budget);
+        push_content(&mut text, content, budget);
     }
     for content in instructions {
         if text.len() >= budget * 2 {
@@ -42,7 +42,7 @@ pub fn chat_text(request: &ChatCompletionRequest, max_tokens: usize) -> (String,
         if !text.is_empty() {
             text.push_str("\n\n");
         }
-        push_cut(&mut text, &content.text(), budget);
+        push_content(&mut text, content, budget);
     }
     (text, estimate_tokens(prompt_chars))
 }
@@ -59,20 +59,55 @@ pub fn completion_text(request: &CompletionRequest, max_tokens: usize) -> (Strin
     (text, estimate_tokens(prompt.len()))
 }
 
+/// The text length of a message (tool-call names and arguments included), counted without copying.
 fn message_chars(message: &ChatMessage) -> usize {
     match message {
         ChatMessage::System(m) | ChatMessage::Developer(m) => content_chars(&m.content),
         ChatMessage::User(m) => content_chars(&m.content),
-        // Assistant, tool and function messages still cost prompt tokens; their serialised size is
-        // a fair estimate and they are rare on the routing path.
-        other => serde_json::to_string(other).map_or(0, |s| s.len()),
+        ChatMessage::Tool(m) => content_chars(&m.content),
+        ChatMessage::Assistant(m) => {
+            let calls = m.tool_calls.iter().flatten().map(|c| &c.function).chain(&m.function_call);
+            m.content.as_ref().map_or(0, content_chars)
+                + m.refusal.as_ref().map_or(0, String::len)
+                + calls.map(|f| f.name.len() + f.arguments.len()).sum::<usize>()
+        }
+        ChatMessage::Function(m) => m.content.as_ref().map_or(0, String::len),
     }
 }
 
+/// The text parts of a content, in order (what `MessageContent::text` joins with newlines).
+fn text_parts(content: &MessageContent) -> impl Iterator<Item = &str> {
+    let (whole, parts) = match content {
+        MessageContent::Text(text) => (Some(text.as_str()), None),
+        MessageContent::Parts(parts) => (None, Some(parts)),
+    };
+    let texts = parts.into_iter().flatten().filter_map(|part| match part {
+        ContentPart::Text { text } => Some(text.as_str()),
+        _ => None,
+    });
+    whole.into_iter().chain(texts)
+}
+
 fn content_chars(content: &MessageContent) -> usize {
-    match content {
-        MessageContent::Text(text) => text.len(),
-        MessageContent::Parts(_) => content.text().len(),
+    text_parts(content).enumerate().map(|(i, t)| t.len() + usize::from(i > 0)).sum()
+}
+
+/// Appends `content.text()` cut at `budget` bytes, without building the whole text first.
+fn push_content(out: &mut String, content: &MessageContent, budget: usize) {
+    let start = out.len();
+    for (i, part) in text_parts(content).enumerate() {
+        let room = budget - (out.len() - start);
+        if i > 0 {
+            if room == 0 {
+                break;
+            }
+            out.push('\n');
+        }
+        let before = out.len();
+        push_cut(out, part, budget - (out.len() - start));
+        if out.len() - before < part.len() {
+            break; // this part was cut: the joined text ends inside it
+        }
     }
 }
 
@@ -119,5 +154,20 @@ mod tests {
         let (text, tokens) = chat_text(&r, 16);
         assert!(text.len() <= 2 * 128 + 2, "{}", text.len());
         assert_eq!(tokens, 10_000); // 40,000 bytes / 4
+    }
+
+    #[test]
+    fn parts_are_cut_like_their_joined_text() {
+        let content: MessageContent = serde_json::from_value(serde_json::json!([
+            {"type": "text", "text": "héllo"}, {"type": "image_url", "image_url": {"url": "data:x"}},
+            {"type": "text", "text": "wörld"}, {"type": "text", "text": "!"}]))
+        .unwrap();
+        for budget in 0..16 {
+            let (mut ours, mut joined) = (String::new(), String::new());
+            push_content(&mut ours, &content, budget);
+            push_cut(&mut joined, &content.text(), budget);
+            assert_eq!(ours, joined, "budget {budget}");
+        }
+        assert_eq!(content_chars(&content), content.text().len());
     }
 }
