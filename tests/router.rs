@@ -85,17 +85,23 @@ fn router_config_with(upstream: &FakeUpstream, selector_dir: &Path, encoder: &Pa
     )
 }
 
-/// Waits until `/ready` says the router is up.
-async fn wait_ready(gateway: &TestGateway) {
+/// Polls `/ready` until the router has finished loading, one way or the other (60 s at most), and
+/// returns that `/ready` body.
+async fn router_settled(gateway: &TestGateway) -> serde_json::Value {
     for _ in 0..1200 {
         let ready = json(gateway.get("/ready").await).await;
-        match ready["router"].as_str() {
-            Some("ready") => return,
-            Some("loading") => tokio::time::sleep(Duration::from_millis(50)).await,
-            _ => panic!("router did not load: {ready}"),
+        if ready["router"] != "loading" {
+            return ready;
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("router still loading after 60 s");
+}
+
+/// Waits until `/ready` says the router is up.
+async fn wait_ready(gateway: &TestGateway) {
+    let ready = router_settled(gateway).await;
+    assert_eq!(ready["router"], "ready", "router did not load: {ready}");
 }
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
@@ -176,14 +182,7 @@ async fn a_router_that_cannot_load_steps_aside_to_the_default() {
     let upstream = FakeUpstream::start().await;
     let missing = temp_dir("no-selector").join("absent");
     let gateway = TestGateway::start_with(&router_config(&upstream, &missing, &common::encoder_dir())).await;
-    let mut state = serde_json::Value::Null;
-    for _ in 0..1200 {
-        state = json(gateway.get("/ready").await).await;
-        if state["router"] != "loading" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let state = router_settled(&gateway).await;
     assert!(state["router"]["failed"].as_str().unwrap().contains("router.json"), "{state}");
 
     let response = gateway.post("/v1/chat/completions", chat_body("auto", "hi")).await;
