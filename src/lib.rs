@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod memory;
 pub mod openai;
 pub mod providers;
 pub mod router;

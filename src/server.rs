@@ -19,8 +19,8 @@ use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
+    #[error("{0}")]
+    Gateway(#[from] crate::gateway::GatewayError),
     #[error("cannot listen on `{addr}`: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
 }

@@ -1,5 +1,6 @@
 //! The command line: `serve`, `config check`, `models pull`, and the router's offline commands.
 
+mod cache;
 mod plot;
 mod router;
 
@@ -38,6 +39,11 @@ enum Command {
         #[command(subcommand)]
         command: router::ModelsCommand,
     },
+    /// Evaluate the semantic cache, offline.
+    Cache {
+        #[command(subcommand)]
+        command: cache::CacheCommand,
+    },
     /// Train, sweep and evaluate the learned router, offline.
     Router {
         #[command(subcommand)]
@@ -57,6 +63,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Config { command: ConfigCommand::Check { file } } => Ok(check(&file)),
         Command::Models { command } => router::models(command),
         Command::Router { command } => router::run(command),
+        Command::Cache { command } => cache::run(command),
     }
 }
 

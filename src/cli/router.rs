@@ -144,7 +144,7 @@ pub struct EncoderArgs {
     encoder: Option<String>,
     /// Prompt tokens read.
     #[arg(long, default_value_t = 256)]
-    max_tokens: usize,
+    pub(super) max_tokens: usize,
     /// Use the fast tier: this static table (from `cherrypick models distill`) instead of BERT.
     #[arg(long)]
     static_table: Option<PathBuf>,
@@ -153,7 +153,7 @@ pub struct EncoderArgs {
 impl EncoderArgs {
     /// The encoder named (`default` when --encoder is not given), its id for the card, and a key
     /// that identifies its embeddings.
-    fn load(&self, default: &str) -> anyhow::Result<(Encoder, String, String)> {
+    pub(super) fn load(&self, default: &str) -> anyhow::Result<(Encoder, String, String)> {
         let id = self.encoder.clone().unwrap_or_else(|| default.trim_start_matches(STATIC_PREFIX).to_owned());
         let files = block_on(source::fetch(&id, "main", true))?;
         Ok(match &self.static_table {
@@ -198,7 +198,7 @@ pub fn run(command: RouterCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
+pub(super) fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -219,16 +219,11 @@ fn bar(len: usize, what: &str) -> ProgressBar {
 
 /// Embeddings of every prompt, cached on disk by encoder, length limit and prompts (embedding
 /// thousands of prompts takes minutes; evaluation runs again and again on the same ones).
-fn embeddings(
-    encoder: &Encoder,
-    encoder_id: &str,
-    max_tokens: usize,
-    examples: &[Example],
-) -> anyhow::Result<Vec<f32>> {
+pub(super) fn embeddings(encoder: &Encoder, encoder_id: &str, max_tokens: usize, texts: &[&str]) -> anyhow::Result<Vec<f32>> {
     let mut hash = Sha256::new();
     hash.update(format!("{encoder_id}\0{max_tokens}\0"));
-    for e in examples {
-        hash.update(e.prompt.as_bytes());
+    for text in texts {
+        hash.update(text.as_bytes());
         hash.update([0]);
     }
     let key = format!("{:x}", hash.finalize());
@@ -237,15 +232,14 @@ fn embeddings(
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .map(|d| d.join("cherrypick").join("embeddings"));
     let path = dir.as_ref().map(|d| d.join(format!("{key}.f32")));
-    let want = examples.len() * encoder.dim();
+    let want = texts.len() * encoder.dim();
     if let Some(bytes) = path.as_ref().and_then(|p| std::fs::read(p).ok())
         && bytes.len() == want * 4
     {
         return Ok(bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect());
     }
-    let texts: Vec<&str> = examples.iter().map(|e| e.prompt.as_str()).collect();
     let progress = bar(texts.len(), "embedding");
-    let out = train::embed_all(encoder, &texts, 16, |n| progress.inc(n as u64))?;
+    let out = train::embed_all(encoder, texts, 16, |n| progress.inc(n as u64))?;
     progress.finish_and_clear();
     if let (Some(dir), Some(path)) = (dir, path) {
         let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -254,6 +248,10 @@ fn embeddings(
         }
     }
     Ok(out)
+}
+
+fn prompts(examples: &[Example]) -> Vec<&str> {
+    examples.iter().map(|e| e.prompt.as_str()).collect()
 }
 
 fn file_sha256(path: &Path) -> anyhow::Result<String> {
@@ -299,7 +297,7 @@ fn train_command(
     }
     let models = pick_models(&examples, &args.candidates)?;
     let (encoder, encoder_id, key) = enc.load(DEFAULT_ENCODER)?;
-    let x = embeddings(&encoder, &key, enc.max_tokens, &examples)?;
+    let x = embeddings(&encoder, &key, enc.max_tokens, &prompts(&examples))?;
     let dataset = Dataset::new(&examples, x, encoder.dim(), models.clone());
     let (train_rows, validation_rows) = train::split(dataset.len(), options.validation_fraction, options.seed);
 
@@ -416,7 +414,7 @@ fn score(ScoreArgs { router, data: args, encoder: enc }: &ScoreArgs) -> anyhow::
         .collect::<anyhow::Result<_>>()?;
     let (encoder, _, key) = enc.load(&selector.card.encoder)?;
     crate::router::check_pair(&encoder, &selector)?;
-    let x = embeddings(&encoder, &key, enc.max_tokens, &examples)?;
+    let x = embeddings(&encoder, &key, enc.max_tokens, &prompts(&examples))?;
     let all = selector.predict(&x, examples.len())?;
     let qualities: Vec<f32> = (0..examples.len())
         .flat_map(|row| index.iter().map(move |&h| (row, h)))
@@ -470,7 +468,7 @@ fn crossval_command(
     let examples = data::read_all(&args.files)?;
     let models = pick_models(&examples, &args.candidates)?;
     let (encoder, _, key) = enc.load(DEFAULT_ENCODER)?;
-    let x = embeddings(&encoder, &key, enc.max_tokens, &examples)?;
+    let x = embeddings(&encoder, &key, enc.max_tokens, &prompts(&examples))?;
     let dataset = Dataset::new(&examples, x, encoder.dim(), models.clone());
     let (shuffled, _) = train::split(dataset.len(), 0.0, seed);
     let width = models.len();

@@ -11,7 +11,7 @@ use toml::{Table, Value};
 use super::{Config, ProviderKind};
 
 const ENV_PREFIX: &str = "CHERRYPICK__";
-const SECTIONS: &[&str] = &["server", "auth", "log", "metrics", "providers", "models", "routing", "router"];
+const SECTIONS: &[&str] = &["server", "auth", "log", "metrics", "providers", "models", "routing", "router", "cache"];
 
 /// A configuration that failed to load: every problem found, one per line.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,7 @@ pub fn load_str(text: &str, source_name: &str, env: &[(String, String)]) -> Resu
         metrics: section(table.remove("metrics"), "metrics", &mut problems),
         routing: section(table.remove("routing"), "routing", &mut problems),
         router: section(table.remove("router"), "router", &mut problems),
+        cache: section(table.remove("cache"), "cache", &mut problems),
         providers: entries(table.remove("providers"), "providers", &mut problems),
         models: entries(table.remove("models"), "models", &mut problems),
     };
@@ -166,6 +167,16 @@ fn resolve_secrets(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>,
             warnings.push(format!("`auth.master_key` is {key}: the gateway accepts requests without a key"));
         }
     }
+    let cache = &mut config.cache;
+    let cache_secrets = [("cache.l2.url", &mut cache.l2.url), ("cache.l3.url", &mut cache.l3.url), ("cache.semantic.api_key", &mut cache.semantic.api_key)];
+    for (path, secret) in cache_secrets {
+        if let Some(secret) = secret {
+            secret.resolve(lookup);
+            if secret.expose().is_none() {
+                warnings.push(format!("`{path}` is {secret}: that part is off until it is set"));
+            }
+        }
+    }
     for (name, provider) in &mut config.providers {
         if let Some(key) = &mut provider.api_key {
             key.resolve(lookup);
@@ -225,6 +236,36 @@ fn cross_check(config: &Config, problems: &mut Vec<String>) {
         problems.push(format!("`routing.default`: no model or alias named `{default}` in [models]"));
     }
     check_router(config, problems);
+    check_cache(&config.cache, problems);
+}
+
+fn check_cache(cache: &crate::config::CacheConfig, problems: &mut Vec<String>) {
+    use crate::config::{Secret, VectorBackend};
+    if !cache.enabled {
+        return;
+    }
+    let l2 = cache.l2.url.as_ref().and_then(Secret::expose);
+    if let Some(url) = l2.filter(|u| !u.starts_with("redis")) {
+        let scheme = url.split(':').next().unwrap_or_default();
+        problems.push(format!("`cache.l2.url` must be a redis://, rediss://, redis-cluster:// or redis-sentinel:// URL, not `{scheme}:`"));
+    }
+    let l3 = cache.l3.url.as_ref().and_then(Secret::expose);
+    if let Some(url) = l3.filter(|u| !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://"))) {
+        let scheme = url.split(':').next().unwrap_or_default();
+        problems.push(format!("`cache.l3.url` must be a sqlite: or postgres:// URL, not `{scheme}:`"));
+    }
+    let semantic = &cache.semantic;
+    if semantic.enabled && semantic.backend != VectorBackend::Embedded && semantic.url.is_none() {
+        problems.push(format!("`cache.semantic.url` is required for backend `{:?}`", semantic.backend).to_lowercase());
+    }
+    for (field, value) in [("threshold", semantic.threshold), ("min_confidence", semantic.min_confidence)] {
+        if !(0.0..=1.0).contains(&value) {
+            problems.push(format!("`cache.semantic.{field}` must be between 0 and 1, not {value}"));
+        }
+    }
+    if cache.l1.max_bytes == 0 && cache.l1.enabled {
+        problems.push("`cache.l1.max_bytes` must be at least 1 (or set `cache.l1.enabled = false`)".into());
+    }
 }
 
 fn check_router(config: &Config, problems: &mut Vec<String>) {

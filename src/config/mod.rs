@@ -1,6 +1,7 @@
 //! Configuration: one TOML file plus `CHERRYPICK__SECTION__KEY` environment overrides, validated at
 //! start with every problem reported at once. Parsed data only; runtime objects are built elsewhere.
 
+mod cache;
 mod load;
 mod model;
 mod provider;
@@ -12,6 +13,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+pub use cache::{CacheConfig, CacheMode, L1Config, L2Config, L3Config, SemanticConfig, VectorBackend};
 pub use load::{ConfigError, Loaded, load_file, load_str};
 pub use model::{ModelConfig, RoutingConfig, is_auto};
 pub use provider::{ProviderConfig, ProviderKind};
@@ -31,6 +33,7 @@ pub struct Config {
     pub models: BTreeMap<String, ModelConfig>,
     pub routing: RoutingConfig,
     pub router: RouterConfig,
+    pub cache: CacheConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,7 @@
-//! The pipeline for one request: resolve the model, call its provider, account for the answer.
-//! Nothing else calls providers.
+//! The pipeline for one request: look in the cache, resolve the model, call its provider, account
+//! for the answer and store it. Nothing else calls providers.
 
+mod cached;
 mod metered;
 mod routes;
 mod routing;
@@ -12,47 +13,55 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+pub use cached::{Replay, RequestContext, SEMANTIC_MAX_CHARS};
 pub use routes::{Route, RouteTable};
 pub use routing::Routed;
 
 use crate::config::Config;
+use crate::memory::{Memory, Source};
 use crate::error::ApiError;
 use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, Usage};
 use crate::providers::{ChunkStream, ProviderError, Registry, Reply};
-use crate::router::{Hints, Router, prompt};
+use crate::router::{Router, prompt};
 use crate::telemetry::Metrics;
 use metered::Metered;
 
 /// What the gateway answers: a whole JSON body, or a stream whose first chunk has already arrived
 /// (so a failing upstream is still a plain JSON error).
+/// `cache` is the `x-cherrypick-cache` value of an answer from a provider: `miss`, `bypass` (the
+/// request was not cacheable or said `no-store`), or none when the cache is off.
 pub enum Answer {
-    Json { route: Routed, body: Bytes },
-    Stream { route: Routed, first: Bytes, rest: ChunkStream },
-}
-
-impl Answer {
-    pub fn routed(&self) -> &Routed {
-        match self {
-            Answer::Json { route, .. } | Answer::Stream { route, .. } => route,
-        }
-    }
+    Json { route: Routed, body: Bytes, cache: Option<&'static str> },
+    Stream { route: Routed, first: Bytes, rest: ChunkStream, cache: Option<&'static str> },
+    /// From the cache: no provider was called.
+    Cached { source: Source, model: String, provider: String, reply: Replay },
 }
 
 pub struct Gateway {
     routes: RouteTable,
     providers: Registry,
     router: Option<Arc<Router>>,
+    memory: Option<Arc<Memory>>,
     metrics: Arc<Metrics>,
 }
 
 impl Gateway {
     /// Builds the gateway; with `[router]` enabled the router starts loading in the background
     /// (must be called inside a tokio runtime).
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, GatewayError> {
         let providers = Registry::from_config(config)?;
         let routes = RouteTable::new(config, &providers, &metrics);
         let router = crate::router::start(config, metrics.router.clone());
-        Ok(Self { routes, providers, router, metrics })
+        let memory = if config.cache.enabled {
+            Some(Arc::new(Memory::new(&config.cache, &config.router.encoder, metrics.cache.clone())?))
+        } else {
+            None
+        };
+        Ok(Self { routes, providers, router, memory, metrics })
+    }
+
+    pub fn memory(&self) -> Option<&Memory> {
+        self.memory.as_deref()
     }
 
     pub fn router(&self) -> Option<&Router> {
@@ -67,31 +76,75 @@ impl Gateway {
         &self.providers
     }
 
-    pub async fn chat(&self, mut request: ChatCompletionRequest, hints: &Hints) -> Result<Answer, ApiError> {
+    pub async fn chat(&self, mut request: ChatCompletionRequest, ctx: &RequestContext) -> Result<Answer, ApiError> {
         validate::chat(&request)?;
-        let route = self.route(&request.model, hints, |max| prompt::chat_text(&request, max)).await?;
+        let (stream, include_usage) = (request.is_stream(), request.wants_stream_usage());
+        let mut plan = self.chat_plan(&request, ctx)?;
+        if let Some(plan) = &plan
+            && let Some(hit) = plan.exact_hit().await
+        {
+            plan.count(hit.source.header());
+            return cached::replayed(hit, stream, include_usage);
+        }
+        let route = self.route(&request.model, &ctx.hints, |max| prompt::chat_text(&request, max)).await?;
+        if let Some(plan) = &mut plan {
+            plan.embedding = plan.semantic.as_ref().and(route.embedding.clone());
+            if let Some(hit) = self.semantic_hit(plan).await {
+                plan.count(hit.source.header());
+                return cached::replayed(hit, stream, include_usage);
+            }
+            plan.count(if plan.lookup { "miss" } else { "bypass" });
+            if stream {
+                request.stream_options = cached::with_usage(request.stream_options.take());
+            }
+        }
         request.model.clone_from(&route.upstream);
         let started = Instant::now();
         let reply = route.provider.chat(&request).await;
-        self.answer(route, reply, started).await
+        let answer = self.answer(route, reply, started, cached::miss_status(plan.as_ref())).await?;
+        let Some(plan) = plan.filter(|p| p.store) else { return Ok(answer) };
+        Ok(match answer {
+            Answer::Json { route, body, cache } => {
+                plan.store_json(&route.model, route.provider.name(), body.clone());
+                Answer::Json { route, body, cache }
+            }
+            Answer::Stream { route, first, rest, cache } => {
+                let hide_usage = !include_usage;
+                let rest = plan.record_stream(&route.model, route.provider.name(), &first, rest, hide_usage);
+                Answer::Stream { route, first, rest, cache }
+            }
+            cached @ Answer::Cached { .. } => cached,
+        })
     }
 
-    pub async fn completion(&self, mut request: CompletionRequest, hints: &Hints) -> Result<Answer, ApiError> {
+    pub async fn completion(&self, mut request: CompletionRequest, ctx: &RequestContext) -> Result<Answer, ApiError> {
         validate::completion(&request)?;
-        let route = self.route(&request.model, hints, |max| prompt::completion_text(&request, max)).await?;
+        let route = self.route(&request.model, &ctx.hints, |max| prompt::completion_text(&request, max)).await?;
         request.model.clone_from(&route.upstream);
         let started = Instant::now();
         let reply = route.provider.completion(&request).await;
-        self.answer(route, reply, started).await
+        self.answer(route, reply, started, None).await
     }
 
-    pub async fn embeddings(&self, mut request: EmbeddingsRequest) -> Result<Answer, ApiError> {
+    pub async fn embeddings(&self, mut request: EmbeddingsRequest, ctx: &RequestContext) -> Result<Answer, ApiError> {
         validate::embeddings(&request)?;
+        let plan = self.embeddings_plan(&request, ctx)?;
+        if let Some(plan) = &plan {
+            if let Some(hit) = plan.exact_hit().await {
+                plan.count(hit.source.header());
+                return cached::replayed(hit, false, false);
+            }
+            plan.count(if plan.lookup { "miss" } else { "bypass" });
+        }
         let route = Routed::direct(self.routes.resolve(&request.model)?);
         request.model.clone_from(&route.upstream);
         let started = Instant::now();
         let reply = route.provider.embeddings(&request).await.map(Reply::Json);
-        self.answer(route, reply, started).await
+        let answer = self.answer(route, reply, started, cached::miss_status(plan.as_ref())).await?;
+        if let (Some(plan), Answer::Json { route, body, .. }) = (plan.filter(|p| p.store), &answer) {
+            plan.store_json(&route.model, route.provider.name(), body.clone());
+        }
+        Ok(answer)
     }
 
     async fn answer(
@@ -99,6 +152,7 @@ impl Gateway {
         routed: Routed,
         reply: Result<Reply, ProviderError>,
         started: Instant,
+        cache: Option<&'static str>,
     ) -> Result<Answer, ApiError> {
         let route = routed.route.clone();
         let reply = reply.map_err(|e| self.upstream_failed(&route, e))?;
@@ -108,7 +162,7 @@ impl Gateway {
                 route.metrics.latency.observe(seconds);
                 self.observe_latency(&route, seconds);
                 record_usage(&route, json.usage.as_ref());
-                Ok(Answer::Json { route: routed, body: json.body })
+                Ok(Answer::Json { route: routed, body: json.body, cache })
             }
             Reply::Stream(mut stream) => match stream.next().await {
                 Some(Ok(first)) => {
@@ -117,7 +171,7 @@ impl Gateway {
                     self.observe_latency(&route, seconds);
                     let usage = Usage::find_in(&first);
                     let rest = Metered::new(stream, route.clone(), started, usage, self.metrics.clone());
-                    Ok(Answer::Stream { route: routed, first, rest: Box::pin(rest) })
+                    Ok(Answer::Stream { route: routed, first, rest: Box::pin(rest), cache })
                 }
                 Some(Err(e)) => Err(self.upstream_failed(&route, e)),
                 None => Err(self.upstream_failed(
@@ -140,6 +194,14 @@ impl Gateway {
         tracing::warn!(model = %route.model, provider = route.provider.name(), error = %error, "upstream call failed");
         error.into()
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("cache: {0}")]
+    Memory(#[from] crate::memory::MemoryError),
 }
 
 /// Tokens and spend of one answer, from its usage and the route's prices.

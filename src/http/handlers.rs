@@ -8,8 +8,11 @@ use super::AppState;
 use super::json::OpenAiJson;
 use super::sse::sse_response;
 use crate::error::ApiError;
-use crate::gateway::Answer;
+use crate::gateway::{Answer, Replay, RequestContext};
+use crate::memory::Controls;
+use crate::memory::key::tenant_of;
 use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest};
+use crate::providers::ChunkStream;
 use crate::router::Hints;
 
 pub const MODEL_HEADER: &str = "x-cherrypick-model";
@@ -17,13 +20,15 @@ pub const PROVIDER_HEADER: &str = "x-cherrypick-provider";
 pub const ROUTE_HEADER: &str = "x-cherrypick-route";
 pub const COST_WEIGHT_HEADER: &str = "x-cherrypick-cost-weight";
 pub const CANDIDATES_HEADER: &str = "x-cherrypick-candidates";
+pub const CACHE_HEADER: &str = "x-cherrypick-cache";
+pub const CACHE_TTL_HEADER: &str = "x-cherrypick-cache-ttl";
 
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
     OpenAiJson(request): OpenAiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let answer = state.gateway.chat(request, &hints(&headers)?).await?;
+    let answer = state.gateway.chat(request, &context(&headers)?).await?;
     Ok(render(&state, answer))
 }
 
@@ -32,21 +37,59 @@ pub async fn completions(
     headers: HeaderMap,
     OpenAiJson(request): OpenAiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let answer = state.gateway.completion(request, &hints(&headers)?).await?;
+    let answer = state.gateway.completion(request, &context(&headers)?).await?;
     Ok(render(&state, answer))
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, ApiError> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().map_err(|_| ApiError::bad_request(format!("{name} is not valid text")).with_param(name)))
+        .transpose()
+}
+
+/// Everything the request's headers say beyond its body: routing hints, the caller's tenant (a
+/// digest of its key) and the cache controls.
+fn context(headers: &HeaderMap) -> Result<RequestContext, ApiError> {
+    let key = headers.get(header::AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")).map(<[u8]>::trim_ascii);
+    Ok(RequestContext { hints: hints(headers)?, tenant: tenant_of(key), cache: cache_controls(headers)? })
+}
+
+/// `Cache-Control: no-cache` (answer fresh, still store), `no-store` (neither look up nor store);
+/// `x-cherrypick-cache-ttl: SECONDS` (how long this answer is kept).
+fn cache_controls(headers: &HeaderMap) -> Result<Controls, ApiError> {
+    let mut controls = Controls::default();
+    for value in headers.get_all(header::CACHE_CONTROL) {
+        let value = value.to_str().unwrap_or_default();
+        for directive in value.split(',').map(|d| d.trim().to_ascii_lowercase()) {
+            match directive.as_str() {
+                "no-cache" => controls.skip_lookup = true,
+                "no-store" => {
+                    controls.skip_lookup = true;
+                    controls.no_store = true;
+                }
+                _ => {}
+            }
+        }
+    }
+    if let Some(raw) = header_text(headers, CACHE_TTL_HEADER)? {
+        match raw.trim().parse::<u64>() {
+            Ok(seconds) if seconds > 0 => controls.ttl = Some(std::time::Duration::from_secs(seconds)),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "{CACHE_TTL_HEADER} must be a whole number of seconds above 0, not `{raw}`"
+                ))
+                .with_param(CACHE_TTL_HEADER));
+            }
+        }
+    }
+    Ok(controls)
 }
 
 /// The router's per-request headers: a cost weight (a non-negative number) and a comma-separated
 /// list of candidate models.
 fn hints(headers: &HeaderMap) -> Result<Hints, ApiError> {
-    let text = |name: &'static str| -> Result<Option<&str>, ApiError> {
-        headers
-            .get(name)
-            .map(|v| {
-                v.to_str().map_err(|_| ApiError::bad_request(format!("{name} is not valid text")).with_param(name))
-            })
-            .transpose()
-    };
+    let text = |name: &'static str| header_text(headers, name);
     let cost_weight = match text(COST_WEIGHT_HEADER)? {
         None => None,
         Some(raw) => match raw.trim().parse::<f64>() {
@@ -69,9 +112,10 @@ fn hints(headers: &HeaderMap) -> Result<Hints, ApiError> {
 
 pub async fn embeddings(
     State(state): State<AppState>,
+    headers: HeaderMap,
     OpenAiJson(request): OpenAiJson<EmbeddingsRequest>,
 ) -> Result<Response, ApiError> {
-    let answer = state.gateway.embeddings(request).await?;
+    let answer = state.gateway.embeddings(request, &context(&headers)?).await?;
     Ok(render(&state, answer))
 }
 
@@ -80,27 +124,37 @@ pub async fn models(State(state): State<AppState>) -> Response {
 }
 
 fn render(state: &AppState, answer: Answer) -> Response {
-    let (model, provider, summary) = {
-        let routed = answer.routed();
-        (
-            HeaderValue::from_str(&routed.model).ok(),
-            HeaderValue::from_str(routed.provider.name()).ok(),
-            routed.summary.as_deref().and_then(|s| HeaderValue::from_str(s).ok()),
-        )
-    };
-    let mut response = match answer {
-        Answer::Json { body, .. } => json_response(body),
-        Answer::Stream { first, rest, .. } => sse_response(first, rest, state.keep_alive),
+    let value = |text: &str| HeaderValue::from_str(text).ok();
+    let (mut response, model, provider, summary, cache) = match answer {
+        Answer::Json { route, body, cache } => {
+            let response = json_response(body);
+            (response, value(&route.model), value(route.provider.name()), route.summary.as_deref().and_then(value), cache)
+        }
+        Answer::Stream { route, first, rest, cache } => {
+            let response = sse_response(first, rest, state.keep_alive);
+            (response, value(&route.model), value(route.provider.name()), route.summary.as_deref().and_then(value), cache)
+        }
+        Answer::Cached { source, model, provider, reply } => {
+            let response = match reply {
+                Replay::Json(body) => json_response(body),
+                Replay::Stream(chunks) => {
+                    let mut chunks = chunks.into_iter();
+                    let first = chunks.next().unwrap_or_default();
+                    let rest: ChunkStream = Box::pin(futures_util::stream::iter(chunks.map(Ok)));
+                    sse_response(first, rest, state.keep_alive)
+                }
+            };
+            (response, value(&model), value(&provider), None, Some(source.header()))
+        }
     };
     let headers = response.headers_mut();
-    if let Some(model) = model {
-        headers.insert(MODEL_HEADER, model);
+    for (name, value) in [(MODEL_HEADER, model), (PROVIDER_HEADER, provider), (ROUTE_HEADER, summary)] {
+        if let Some(value) = value {
+            headers.insert(name, value);
+        }
     }
-    if let Some(provider) = provider {
-        headers.insert(PROVIDER_HEADER, provider);
-    }
-    if let Some(summary) = summary {
-        headers.insert(ROUTE_HEADER, summary);
+    if let Some(cache) = cache {
+        headers.insert(CACHE_HEADER, HeaderValue::from_static(cache));
     }
     response
 }

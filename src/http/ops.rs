@@ -38,6 +38,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             RouterState::Failed(why) => json!({"failed": why}),
         };
     }
+    // Cache tiers never block readiness either: a tier that is down is skipped.
+    if let Some(memory) = state.gateway.memory() {
+        body["cache"] = json!(memory.states());
+    }
     (status, Json(body)).into_response()
 }
 

@@ -16,6 +16,14 @@ pub enum MessageContent {
 }
 
 impl MessageContent {
+    /// Whether every part is text (no image, audio, file or refusal part).
+    pub fn is_text_only(&self) -> bool {
+        match self {
+            Self::Text(_) => true,
+            Self::Parts(parts) => parts.iter().all(|part| matches!(part, ContentPart::Text { .. })),
+        }
+    }
+
     /// The text of the content, parts joined by newlines; images and audio are skipped.
     pub fn text(&self) -> String {
         match self {

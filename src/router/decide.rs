@@ -144,6 +144,16 @@ impl Router {
         self.latency.get(model).map_or(0.0, |slot| f64::from_bits(slot.load(Ordering::Relaxed)))
     }
 
+    /// The embedding of `text` alone (the semantic cache's, for a request the router does not
+    /// route); `None` when the encoder is not up, busy or slow: the caller goes on without it.
+    pub async fn embed(&self, text: String) -> Option<Arc<[f32]>> {
+        let receiver = self.ready.get()?.worker.submit(text).ok()?;
+        match tokio::time::timeout(self.timeout, receiver).await {
+            Ok(Ok(Ok(scored))) => Some(scored.embedding),
+            _ => None,
+        }
+    }
+
     /// Chooses a model for `text`. `weights` comes from [`Router::weights`]; `hints` were validated
     /// by the caller. Never fails: anything that goes wrong steps aside.
     pub async fn decide(&self, ask: Ask<'_>) -> Outcome {

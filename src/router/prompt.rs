@@ -1,10 +1,10 @@
 //! Which text of a request the router reads.
 //!
-//! The last user message decides what is being asked; the system (and developer) prompt says what
-//! kind of work it is. The router encodes the last user message first, then the instructions, and the
-//! encoder truncates the result at `router.max_tokens` (256 by default), so a long system prompt can
-//! never push the question out. Earlier turns, assistant messages and tool results are not read:
-//! routing cost does not grow with the conversation. Each part is also cut at a character budget
+//! The last user message decides what is being asked, and the router reads it alone (the system
+//! prompt only when there is no user message): the selector is trained on bare prompts, and the
+//! semantic cache compares the same embedding, so one encoder pass serves both. The encoder
+//! truncates at `router.max_tokens` (256 by default). Earlier turns, assistant messages and tool
+//! results are not read: routing cost does not grow with the conversation. Each part is also cut at a character budget
 //! before tokenisation so a 1 MB message costs no more to tokenise than a short one.
 
 use crate::openai::content::{ContentPart, MessageContent};
@@ -31,12 +31,10 @@ pub fn chat_text(request: &ChatCompletionRequest, max_tokens: usize) -> (String,
         }
         prompt_chars += message_chars(message);
     }
-    let mut text = String::with_capacity(budget * 2);
-    if let Some(content) = last_user {
-        push_content(&mut text, content, budget);
-    }
-    for content in instructions {
-        if text.len() >= budget * 2 {
+    let mut text = String::with_capacity(budget);
+    let read = last_user.map_or(instructions, |content| vec![content]);
+    for content in read {
+        if text.len() >= budget {
             break;
         }
         if !text.is_empty() {
@@ -134,7 +132,7 @@ mod tests {
     }
 
     #[test]
-    fn last_user_message_first_then_instructions() {
+    fn the_last_user_message_alone_else_the_instructions() {
         let r = request(serde_json::json!({"model": "auto", "messages": [
             {"role": "system", "content": "You are terse."},
             {"role": "user", "content": "first question"},
@@ -142,8 +140,11 @@ mod tests {
             {"role": "user", "content": [{"type": "text", "text": "second"}, {"type": "image_url", "image_url": {"url": "data:x"}}]},
         ]}));
         let (text, tokens) = chat_text(&r, 256);
-        assert_eq!(text, "second\n\nYou are terse.");
+        assert_eq!(text, "second");
         assert!(tokens > 5);
+        let only_instructions = request(serde_json::json!({"model": "auto", "messages": [
+            {"role": "system", "content": "You are terse."}, {"role": "developer", "content": "Answer in French."}]}));
+        assert_eq!(chat_text(&only_instructions, 256).0, "You are terse.\n\nAnswer in French.");
     }
 
     #[test]
@@ -152,7 +153,7 @@ mod tests {
         let r = request(serde_json::json!({"model": "auto", "messages": [
             {"role": "system", "content": long}, {"role": "user", "content": long}]}));
         let (text, tokens) = chat_text(&r, 16);
-        assert!(text.len() <= 2 * 128 + 2, "{}", text.len());
+        assert!(text.len() <= 128, "{}", text.len());
         assert_eq!(tokens, 10_000); // 40,000 bytes / 4
     }
 

@@ -2,7 +2,7 @@
 //! configured model and provider names, direction, error kind; never a key, user or raw path.
 
 use prometheus::{
-    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    CounterVec, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -19,6 +19,7 @@ pub struct Metrics {
     pub cost_usd: CounterVec,
     pub upstream_errors: IntCounterVec,
     pub router: RouterMetrics,
+    pub cache: CacheMetrics,
 }
 
 /// The router's series: decisions per chosen model, decision latency, batch size, queue depth, and
@@ -75,6 +76,67 @@ impl RouterMetrics {
 }
 
 /// Handles for one model's series, resolved once at start so the hot path skips the label lookup.
+/// The tiered memory: per tier (`l1`, `l2`, `l3`, `vector`) lookups, writes, latency and size.
+#[derive(Clone)]
+pub struct CacheMetrics {
+    /// `result`: hit, miss, error.
+    pub lookups: IntCounterVec,
+    /// `result`: ok, error, dropped (too many writes in flight).
+    pub writes: IntCounterVec,
+    /// `op`: get, put, search.
+    pub seconds: HistogramVec,
+    /// What each request's cache lookup ended in: `hit-l1` ... `hit-semantic`, `miss`, `bypass`.
+    pub requests: IntCounterVec,
+    pub bytes: IntGaugeVec,
+    pub entries: IntGaugeVec,
+}
+
+impl CacheMetrics {
+    fn new() -> Self {
+        Self {
+            lookups: IntCounterVec::new(
+                Opts::new(names::CACHE_LOOKUPS_TOTAL, "Cache tier lookups, by tier and result (hit, miss, error)"),
+                &["tier", "result"],
+            )
+            .expect("valid metric"),
+            writes: IntCounterVec::new(
+                Opts::new(names::CACHE_WRITES_TOTAL, "Cache tier writes, by tier and result (ok, error, dropped)"),
+                &["tier", "result"],
+            )
+            .expect("valid metric"),
+            seconds: HistogramVec::new(
+                HistogramOpts::new(names::CACHE_OPERATION_SECONDS, "Cache tier operation latency")
+                    .buckets(CACHE_BUCKETS.to_vec()),
+                &["tier", "op"],
+            )
+            .expect("valid metric"),
+            requests: IntCounterVec::new(
+                Opts::new(names::CACHE_REQUESTS_TOTAL, "Cacheable requests, by where the answer came from"),
+                &["result"],
+            )
+            .expect("valid metric"),
+            bytes: IntGaugeVec::new(
+                Opts::new(names::MEMORY_USAGE_BYTES, "Bytes held by each memory tier of this process"),
+                &["tier"],
+            )
+            .expect("valid metric"),
+            entries: IntGaugeVec::new(Opts::new(names::MEMORY_ENTRIES, "Entries held by each memory tier"), &["tier"])
+                .expect("valid metric"),
+        }
+    }
+
+    fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 6] {
+        [
+            Box::new(self.lookups.clone()),
+            Box::new(self.writes.clone()),
+            Box::new(self.seconds.clone()),
+            Box::new(self.requests.clone()),
+            Box::new(self.bytes.clone()),
+            Box::new(self.entries.clone()),
+        ]
+    }
+}
+
 #[derive(Clone)]
 pub struct ModelMetrics {
     pub latency: Histogram,
@@ -88,12 +150,14 @@ const REQUEST_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 
 const LLM_BUCKETS: &[f64] = &[0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0];
 const DECISION_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5];
 const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0];
+const CACHE_BUCKETS: &[f64] = &[0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25];
 const TTFT_BUCKETS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let router = RouterMetrics::new();
+        let cache = CacheMetrics::new();
         let requests = IntCounterVec::new(
             Opts::new(names::REQUESTS_TOTAL, "HTTP requests answered, by endpoint and status"),
             &["method", "endpoint", "status"],
@@ -146,6 +210,7 @@ impl Metrics {
         ]
         .into_iter()
         .chain(router.collectors())
+        .chain(cache.collectors())
         {
             registry.register(collector).expect("metric names are unique");
         }
@@ -167,6 +232,7 @@ impl Metrics {
             cost_usd,
             upstream_errors,
             router,
+            cache,
         }
     }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code, reason = "each test binary uses a different part of the support code")]
 
 pub mod fake_upstream;
+pub mod proxy;
 
 use std::net::SocketAddr;
 
@@ -66,8 +67,16 @@ impl TestGateway {
     }
 
     pub async fn start_with(config: &str) -> Self {
-        let env = [("TEST_MASTER_KEY", MASTER_KEY), ("TEST_PROVIDER_KEY", PROVIDER_KEY)]
-            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        Self::start_with_env(config, &[("TEST_MASTER_KEY", MASTER_KEY)]).await
+    }
+
+    /// Without `TEST_MASTER_KEY` in `env` the gateway is open: any bearer key is accepted.
+    pub async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
+        let env: Vec<(String, String)> = env
+            .iter()
+            .chain(&[("TEST_PROVIDER_KEY", PROVIDER_KEY)])
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let loaded = load_str(config, "test config", &env).expect("test config is valid");
         let server = Server::start(&loaded.config).await.expect("gateway starts");
         Self { server, client: reqwest::Client::new() }
