@@ -248,7 +248,9 @@ fn unique_prefix() -> String {
 async fn l2_redis_is_shared_between_gateways() {
     let upstream = FakeUpstream::start().await;
     let prefix = unique_prefix();
-    let l2 = format!("[cache.l2]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{prefix}\"\n[cache.l3]\nenabled = false\n");
+    let l2 = format!(
+        "[cache.l2]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{prefix}\"\n[cache.l3]\nenabled = false\n"
+    );
     let a = TestGateway::start_with(&cache_config(&upstream, &temp_dir("l2-a"), &l2)).await;
     let b = TestGateway::start_with(&cache_config(&upstream, &temp_dir("l2-b"), &l2)).await;
     assert_eq!(post(&a, deterministic("mini", "shared by replicas"), &[]).await.0, "miss");

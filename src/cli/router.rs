@@ -219,7 +219,12 @@ fn bar(len: usize, what: &str) -> ProgressBar {
 
 /// Embeddings of every prompt, cached on disk by encoder, length limit and prompts (embedding
 /// thousands of prompts takes minutes; evaluation runs again and again on the same ones).
-pub(super) fn embeddings(encoder: &Encoder, encoder_id: &str, max_tokens: usize, texts: &[&str]) -> anyhow::Result<Vec<f32>> {
+pub(super) fn embeddings(
+    encoder: &Encoder,
+    encoder_id: &str,
+    max_tokens: usize,
+    texts: &[&str],
+) -> anyhow::Result<Vec<f32>> {
     let mut hash = Sha256::new();
     hash.update(format!("{encoder_id}\0{max_tokens}\0"));
     for text in texts {

@@ -79,10 +79,9 @@ pub struct SemanticConfig {
     pub api_key: Option<Secret>,
     /// Qdrant collection / Weaviate class that holds the entries.
     pub collection: String,
-    /// Cosine similarity a candidate needs before the verifier looks at it.
+    /// Cosine similarity a candidate needs (then the verifier checks numbers and negations).
+    /// 0.975 keeps false hits under 2% of lookups on Quora question pairs (BENCHMARKS.md).
     pub threshold: f32,
-    /// The verifier's probability that the two questions are the same, needed for a hit.
-    pub min_confidence: f32,
     pub timeout_ms: u64,
     /// Dimensions of the encoder's embeddings (384 for all-MiniLM-L6-v2).
     pub dimensions: usize,
@@ -148,8 +147,7 @@ impl Default for SemanticConfig {
             url: None,
             api_key: None,
             collection: "cherrypick_semantic".into(),
-            threshold: 0.80,
-            min_confidence: 0.5,
+            threshold: 0.975,
             timeout_ms: 100,
             dimensions: 384,
             exact_search_limit: 4096,

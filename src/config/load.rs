@@ -168,7 +168,11 @@ fn resolve_secrets(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>,
         }
     }
     let cache = &mut config.cache;
-    let cache_secrets = [("cache.l2.url", &mut cache.l2.url), ("cache.l3.url", &mut cache.l3.url), ("cache.semantic.api_key", &mut cache.semantic.api_key)];
+    let cache_secrets = [
+        ("cache.l2.url", &mut cache.l2.url),
+        ("cache.l3.url", &mut cache.l3.url),
+        ("cache.semantic.api_key", &mut cache.semantic.api_key),
+    ];
     for (path, secret) in cache_secrets {
         if let Some(secret) = secret {
             secret.resolve(lookup);
@@ -247,10 +251,14 @@ fn check_cache(cache: &crate::config::CacheConfig, problems: &mut Vec<String>) {
     let l2 = cache.l2.url.as_ref().and_then(Secret::expose);
     if let Some(url) = l2.filter(|u| !u.starts_with("redis")) {
         let scheme = url.split(':').next().unwrap_or_default();
-        problems.push(format!("`cache.l2.url` must be a redis://, rediss://, redis-cluster:// or redis-sentinel:// URL, not `{scheme}:`"));
+        problems.push(format!(
+            "`cache.l2.url` must be a redis://, rediss://, redis-cluster:// or redis-sentinel:// URL, not `{scheme}:`"
+        ));
     }
     let l3 = cache.l3.url.as_ref().and_then(Secret::expose);
-    if let Some(url) = l3.filter(|u| !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://"))) {
+    if let Some(url) =
+        l3.filter(|u| !(u.starts_with("sqlite:") || u.starts_with("postgres://") || u.starts_with("postgresql://")))
+    {
         let scheme = url.split(':').next().unwrap_or_default();
         problems.push(format!("`cache.l3.url` must be a sqlite: or postgres:// URL, not `{scheme}:`"));
     }
@@ -258,10 +266,8 @@ fn check_cache(cache: &crate::config::CacheConfig, problems: &mut Vec<String>) {
     if semantic.enabled && semantic.backend != VectorBackend::Embedded && semantic.url.is_none() {
         problems.push(format!("`cache.semantic.url` is required for backend `{:?}`", semantic.backend).to_lowercase());
     }
-    for (field, value) in [("threshold", semantic.threshold), ("min_confidence", semantic.min_confidence)] {
-        if !(0.0..=1.0).contains(&value) {
-            problems.push(format!("`cache.semantic.{field}` must be between 0 and 1, not {value}"));
-        }
+    if !(0.0..=1.0).contains(&semantic.threshold) {
+        problems.push(format!("`cache.semantic.threshold` must be between 0 and 1, not {}", semantic.threshold));
     }
     if cache.l1.max_bytes == 0 && cache.l1.enabled {
         problems.push("`cache.l1.max_bytes` must be at least 1 (or set `cache.l1.enabled = false`)".into());

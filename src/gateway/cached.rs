@@ -44,12 +44,21 @@ pub struct Plan {
     ttl: Option<Duration>,
 }
 
-/// The `x-cherrypick-cache` value of an answer that did not come from the cache.
-pub fn miss_status(plan: Option<&Plan>) -> Option<&'static str> {
-    plan.map(|p| if p.lookup { "miss" } else { "bypass" })
-}
-
 impl Gateway {
+    /// The `x-cherrypick-cache` value of an answer that did not come from the cache: `miss` after
+    /// a lookup, `bypass` when the request was not looked up, none when the cache is off.
+    pub(super) fn cache_status(&self, plan: Option<&Plan>) -> Option<&'static str> {
+        self.memory.as_ref()?;
+        Some(if plan.is_some_and(|p| p.lookup) { "miss" } else { "bypass" })
+    }
+
+    /// Counts a request the cache looked up and missed, or did not look up.
+    pub(super) fn count_miss(&self, plan: Option<&Plan>) {
+        if let (Some(memory), Some(status)) = (&self.memory, self.cache_status(plan)) {
+            memory.metrics().requests.with_label_values(&[status]).inc();
+        }
+    }
+
     /// The answer space of a request: a model's public name (aliases share it), or the routing
     /// policy together with the hints that steer it.
     fn cache_target(&self, model: &str, hints: &Hints) -> Result<String, ApiError> {
@@ -68,7 +77,11 @@ impl Gateway {
         Some((!controls.skip_lookup, true))
     }
 
-    pub(super) fn chat_plan(&self, request: &ChatCompletionRequest, ctx: &RequestContext) -> Result<Option<Plan>, ApiError> {
+    pub(super) fn chat_plan(
+        &self,
+        request: &ChatCompletionRequest,
+        ctx: &RequestContext,
+    ) -> Result<Option<Plan>, ApiError> {
         let Some(memory) = &self.memory else { return Ok(None) };
         let target = self.cache_target(&request.model, &ctx.hints)?;
         let Some((lookup, store)) = self.allowed(memory, &target, request.is_deterministic(), ctx.cache) else {
@@ -89,13 +102,25 @@ impl Gateway {
         }))
     }
 
-    pub(super) fn embeddings_plan(&self, request: &EmbeddingsRequest, ctx: &RequestContext) -> Result<Option<Plan>, ApiError> {
+    pub(super) fn embeddings_plan(
+        &self,
+        request: &EmbeddingsRequest,
+        ctx: &RequestContext,
+    ) -> Result<Option<Plan>, ApiError> {
         let Some(memory) = &self.memory else { return Ok(None) };
         let target = self.cache_target(&request.model, &ctx.hints)?;
         // Embeddings are deterministic.
         let Some((lookup, store)) = self.allowed(memory, &target, true, ctx.cache) else { return Ok(None) };
         let exact = embeddings_key(&Scope { tenant: &ctx.tenant, target: &target }, request);
-        Ok(Some(Plan { memory: memory.clone(), exact, semantic: None, embedding: None, lookup, store, ttl: ctx.cache.ttl }))
+        Ok(Some(Plan {
+            memory: memory.clone(),
+            exact,
+            semantic: None,
+            embedding: None,
+            lookup,
+            store,
+            ttl: ctx.cache.ttl,
+        }))
     }
 
     /// The semantic lookup, computing the question's embedding unless routing already did.
@@ -139,7 +164,14 @@ impl Plan {
     /// Wraps a stream so that it is stored once it ends with a finish reason; a stream that fails,
     /// is cut, or whose client leaves is never stored. `hide_usage` drops the usage chunk the
     /// gateway asked for on the client's behalf (it is still stored).
-    pub fn record_stream(self, model: &str, provider: &str, first: &Bytes, rest: ChunkStream, hide_usage: bool) -> ChunkStream {
+    pub fn record_stream(
+        self,
+        model: &str,
+        provider: &str,
+        first: &Bytes,
+        rest: ChunkStream,
+        hide_usage: bool,
+    ) -> ChunkStream {
         let recorder = Recorder {
             inner: rest,
             chunks: vec![first.clone()],

@@ -18,8 +18,8 @@ pub use routes::{Route, RouteTable};
 pub use routing::Routed;
 
 use crate::config::Config;
-use crate::memory::{Memory, Source};
 use crate::error::ApiError;
+use crate::memory::{Memory, Source};
 use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, Usage};
 use crate::providers::{ChunkStream, ProviderError, Registry, Reply};
 use crate::router::{Router, prompt};
@@ -31,10 +31,24 @@ use metered::Metered;
 /// `cache` is the `x-cherrypick-cache` value of an answer from a provider: `miss`, `bypass` (the
 /// request was not cacheable or said `no-store`), or none when the cache is off.
 pub enum Answer {
-    Json { route: Routed, body: Bytes, cache: Option<&'static str> },
-    Stream { route: Routed, first: Bytes, rest: ChunkStream, cache: Option<&'static str> },
+    Json {
+        route: Routed,
+        body: Bytes,
+        cache: Option<&'static str>,
+    },
+    Stream {
+        route: Routed,
+        first: Bytes,
+        rest: ChunkStream,
+        cache: Option<&'static str>,
+    },
     /// From the cache: no provider was called.
-    Cached { source: Source, model: String, provider: String, reply: Replay },
+    Cached {
+        source: Source,
+        model: String,
+        provider: String,
+        reply: Replay,
+    },
 }
 
 pub struct Gateway {
@@ -93,15 +107,15 @@ impl Gateway {
                 plan.count(hit.source.header());
                 return cached::replayed(hit, stream, include_usage);
             }
-            plan.count(if plan.lookup { "miss" } else { "bypass" });
             if stream {
                 request.stream_options = cached::with_usage(request.stream_options.take());
             }
         }
+        self.count_miss(plan.as_ref());
         request.model.clone_from(&route.upstream);
         let started = Instant::now();
         let reply = route.provider.chat(&request).await;
-        let answer = self.answer(route, reply, started, cached::miss_status(plan.as_ref())).await?;
+        let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref())).await?;
         let Some(plan) = plan.filter(|p| p.store) else { return Ok(answer) };
         Ok(match answer {
             Answer::Json { route, body, cache } => {
@@ -129,18 +143,18 @@ impl Gateway {
     pub async fn embeddings(&self, mut request: EmbeddingsRequest, ctx: &RequestContext) -> Result<Answer, ApiError> {
         validate::embeddings(&request)?;
         let plan = self.embeddings_plan(&request, ctx)?;
-        if let Some(plan) = &plan {
-            if let Some(hit) = plan.exact_hit().await {
-                plan.count(hit.source.header());
-                return cached::replayed(hit, false, false);
-            }
-            plan.count(if plan.lookup { "miss" } else { "bypass" });
+        if let Some(plan) = &plan
+            && let Some(hit) = plan.exact_hit().await
+        {
+            plan.count(hit.source.header());
+            return cached::replayed(hit, false, false);
         }
+        self.count_miss(plan.as_ref());
         let route = Routed::direct(self.routes.resolve(&request.model)?);
         request.model.clone_from(&route.upstream);
         let started = Instant::now();
         let reply = route.provider.embeddings(&request).await.map(Reply::Json);
-        let answer = self.answer(route, reply, started, cached::miss_status(plan.as_ref())).await?;
+        let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref())).await?;
         if let (Some(plan), Answer::Json { route, body, .. }) = (plan.filter(|p| p.store), &answer) {
             plan.store_json(&route.model, route.provider.name(), body.clone());
         }

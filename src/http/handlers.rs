@@ -51,7 +51,8 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<
 /// Everything the request's headers say beyond its body: routing hints, the caller's tenant (a
 /// digest of its key) and the cache controls.
 fn context(headers: &HeaderMap) -> Result<RequestContext, ApiError> {
-    let key = headers.get(header::AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")).map(<[u8]>::trim_ascii);
+    let key =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")).map(<[u8]>::trim_ascii);
     Ok(RequestContext { hints: hints(headers)?, tenant: tenant_of(key), cache: cache_controls(headers)? })
 }
 
@@ -128,11 +129,23 @@ fn render(state: &AppState, answer: Answer) -> Response {
     let (mut response, model, provider, summary, cache) = match answer {
         Answer::Json { route, body, cache } => {
             let response = json_response(body);
-            (response, value(&route.model), value(route.provider.name()), route.summary.as_deref().and_then(value), cache)
+            (
+                response,
+                value(&route.model),
+                value(route.provider.name()),
+                route.summary.as_deref().and_then(value),
+                cache,
+            )
         }
         Answer::Stream { route, first, rest, cache } => {
             let response = sse_response(first, rest, state.keep_alive);
-            (response, value(&route.model), value(route.provider.name()), route.summary.as_deref().and_then(value), cache)
+            (
+                response,
+                value(&route.model),
+                value(route.provider.name()),
+                route.summary.as_deref().and_then(value),
+                cache,
+            )
         }
         Answer::Cached { source, model, provider, reply } => {
             let response = match reply {

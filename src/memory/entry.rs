@@ -127,7 +127,14 @@ pub fn compress(encoded: &[u8]) -> Vec<u8> {
     lz4_flex::compress_prepend_size(encoded)
 }
 
+/// Largest entry accepted from a lower tier: a corrupt size prefix must not allocate gigabytes.
+const MAX_ENTRY_BYTES: usize = 256 << 20;
+
 pub fn decompress(stored: &[u8]) -> Result<Bytes, MemoryError> {
+    let size = stored.get(..4).map_or(usize::MAX, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize);
+    if size > MAX_ENTRY_BYTES {
+        return Err(MemoryError::Corrupt);
+    }
     lz4_flex::decompress_size_prepended(stored).map(Bytes::from).map_err(|_| MemoryError::Corrupt)
 }
 
@@ -161,6 +168,7 @@ mod tests {
             assert!(Entry::decode(encoded.slice(..cut)).is_err(), "prefix of {cut} bytes decoded");
         }
         assert!(Entry::decode(Bytes::from_static(b"\x09garbage-garbage")).is_err());
-        assert!(decompress(b"\xff\xff\xff\x7fnot lz4").is_err());
+        assert!(decompress(b"\xff\xff\xff\x7fnot lz4").is_err(), "a 2 GiB size prefix");
+        assert!(decompress(b"\x01").is_err());
     }
 }

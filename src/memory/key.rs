@@ -233,7 +233,10 @@ mod tests {
         assert_ne!(keys("u", "m", base()).semantic.unwrap().0, partition);
 
         let mut ends_with_assistant = base();
-        ends_with_assistant["messages"].as_array_mut().unwrap().push(serde_json::json!({"role": "assistant", "content": "hi"}));
+        ends_with_assistant["messages"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"role": "assistant", "content": "hi"}));
         assert!(keys("t", "m", ends_with_assistant).semantic.is_none());
         let mut image = base();
         image["messages"][1]["content"] = serde_json::json!([{"type": "image_url", "image_url": {"url": "data:,"}}]);

@@ -136,12 +136,37 @@ impl Memory {
                     exact_limit: config.semantic.exact_search_limit,
                     ..Default::default()
                 };
-                let folder: String =
-                    encoder.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
+                let folder: String = encoder
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+                    .collect();
                 Some(vector::embedded::Embedded::open(&config.data_dir.join("semantic").join(folder), options)?)
             }
             (true, backend) => {
-                return Err(MemoryError::Config(format!("the {backend:?} vector backend is not built yet")));
+                let semantic = &config.semantic;
+                let url = semantic
+                    .url
+                    .as_deref()
+                    .ok_or_else(|| MemoryError::Config("cache.semantic.url is required".into()))?;
+                let api_key = semantic.api_key.as_ref().and_then(Secret::expose);
+                let timeout = Duration::from_millis(semantic.timeout_ms);
+                if backend == VectorBackend::Qdrant {
+                    let store = vector::qdrant::QdrantStore::connect(
+                        url,
+                        api_key,
+                        &semantic.collection,
+                        semantic.dimensions,
+                        timeout,
+                    )?;
+                    Some(Arc::new(store))
+                } else {
+                    Some(Arc::new(vector::weaviate::WeaviateStore::connect(
+                        url,
+                        api_key,
+                        &semantic.collection,
+                        timeout,
+                    )?))
+                }
             }
         };
         Ok(Self {
@@ -149,7 +174,7 @@ impl Memory {
             lower,
             vectors,
             vector_timeout: Duration::from_millis(config.semantic.timeout_ms),
-            verifier: Verifier::new(config.semantic.threshold, config.semantic.min_confidence),
+            verifier: Verifier::new(config.semantic.threshold),
             config: config.clone(),
             pending_writes: Arc::new(Semaphore::new(MAX_PENDING_WRITES)),
             metrics,
@@ -241,8 +266,10 @@ impl Memory {
         }
         if let (Some(store), Some((partition, text, vector))) = (&self.vectors, question) {
             // The question lives as long as its longest-lived answer.
-            let longest = ["l1", "l2", "l3"].iter().map(|t| self.tier_ttl(t, &entry.model, ttl)).max().unwrap_or_default();
-            let point = Point { partition, answer: key, vector, text, expires: sql::unix_now() + longest.as_secs() as i64 };
+            let longest =
+                ["l1", "l2", "l3"].iter().map(|t| self.tier_ttl(t, &entry.model, ttl)).max().unwrap_or_default();
+            let point =
+                Point { partition, answer: key, vector, text, expires: sql::unix_now() + longest.as_secs() as i64 };
             let Ok(permit) = self.pending_writes.clone().try_acquire_owned() else {
                 self.metrics.writes.with_label_values(&["vector", "dropped"]).inc();
                 return;
@@ -291,13 +318,20 @@ impl Memory {
 
     /// Every tier's state, for `/ready`.
     pub fn states(&self) -> Vec<TierState> {
-        let mut states: Vec<TierState> = self.l1.iter().chain(self.lower.iter().map(|t| &**t)).map(Guarded::state).collect();
+        let mut states: Vec<TierState> =
+            self.l1.iter().chain(self.lower.iter().map(|t| &**t)).map(Guarded::state).collect();
         if let Some(store) = &self.vectors {
             let state = store.state();
             let up = state == "up";
             states.push(TierState {
                 tier: "vector",
-                state: if up { "up" } else if state == "loading" { "loading" } else { "degraded" },
+                state: if up {
+                    "up"
+                } else if state == "loading" {
+                    "loading"
+                } else {
+                    "degraded"
+                },
                 last_error: (!up && state != "loading").then_some(state),
             });
         }

@@ -152,7 +152,8 @@ pub fn split(body: &[u8], include_usage: bool) -> Option<Vec<Bytes>> {
             }
         }
         let logprobs = choice.get_mut("logprobs").map(Value::take).unwrap_or(Value::Null);
-        chunks.push(chunk(json!([{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": null}]), None)?);
+        chunks
+            .push(chunk(json!([{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": null}]), None)?);
         let finish = choice.get_mut("finish_reason").map(Value::take).unwrap_or(Value::Null);
         chunks.push(chunk(json!([{"index": index, "delta": {}, "finish_reason": finish}]), None)?);
     }
@@ -168,7 +169,8 @@ pub fn is_usage_only(chunk: &[u8]) -> bool {
         return false;
     }
     serde_json::from_slice::<Value>(chunk).is_ok_and(|v| {
-        v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty) && v.get("usage").is_some_and(|u| !u.is_null())
+        v.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty)
+            && v.get("usage").is_some_and(|u| !u.is_null())
     })
 }
 
@@ -186,11 +188,19 @@ mod tests {
             b(head(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]))),
             b(head(json!([{"index": 0, "delta": {"content": "Hel"}, "finish_reason": null}]))),
             b(head(json!([{"index": 0, "delta": {"content": "lo"}, "finish_reason": null}]))),
-            b(head(json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get", "arguments": ""}}]}, "finish_reason": null}]))),
-            b(head(json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\":"}}]}, "finish_reason": null}]))),
-            b(head(json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}, "finish_reason": null}]))),
+            b(head(
+                json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "id": "call_1", "type": "function", "function": {"name": "get", "arguments": ""}}]}, "finish_reason": null}]),
+            )),
+            b(head(
+                json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{\"a\":"}}]}, "finish_reason": null}]),
+            )),
+            b(head(
+                json!([{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "1}"}}]}, "finish_reason": null}]),
+            )),
             b(head(json!([{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]))),
-            b(json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}})),
+            b(
+                json!({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5, "total_tokens": 8}}),
+            ),
         ]
     }
 

@@ -107,12 +107,13 @@ impl Tier for std::sync::Arc<L3> {
 
     async fn get(&self, key: &Key) -> Result<Option<Bytes>, MemoryError> {
         let pool = self.ready().await?;
-        let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT value FROM cache_entries WHERE key = $1 AND expires_at > $2")
-            .bind(key.0.as_slice())
-            .bind(unix_now())
-            .fetch_optional(pool)
-            .await
-            .map_err(backend)?;
+        let row: Option<(Vec<u8>,)> =
+            sqlx::query_as("SELECT value FROM cache_entries WHERE key = $1 AND expires_at > $2")
+                .bind(key.0.as_slice())
+                .bind(unix_now())
+                .fetch_optional(pool)
+                .await
+                .map_err(backend)?;
         row.map(|(value,)| decompress(&value)).transpose()
     }
 
@@ -138,7 +139,10 @@ mod tests {
 
     #[test]
     fn sqlite_folders_and_redaction() {
-        assert_eq!(sqlite_dir("sqlite:///var/lib/cp/cache.sqlite?mode=rwc").unwrap(), std::path::Path::new("/var/lib/cp"));
+        assert_eq!(
+            sqlite_dir("sqlite:///var/lib/cp/cache.sqlite?mode=rwc").unwrap(),
+            std::path::Path::new("/var/lib/cp")
+        );
         assert_eq!(sqlite_dir("sqlite::memory:"), None);
         assert_eq!(redact_url("error for postgres://u:hunter2@db/x"), "error for postgres://***@db/x");
     }

@@ -28,8 +28,17 @@ struct Meta {
 }
 
 enum Shard {
-    Flat { vectors: Vec<f32>, meta: Vec<Meta> },
-    Graph { index: Index, meta: HashMap<u64, Meta> },
+    Flat {
+        vectors: Vec<f32>,
+        meta: Vec<Meta>,
+    },
+    /// `ids` finds a point by its answer, so storing a question again replaces it.
+    Graph {
+        index: Index,
+        meta: HashMap<u64, Meta>,
+        ids: HashMap<Key, u64>,
+        next_id: u64,
+    },
 }
 
 /// Candidates the graph returns, so an expired nearest point does not hide a live one behind it.
@@ -69,8 +78,12 @@ impl Embedded {
         std::fs::create_dir_all(dir).map_err(|e| MemoryError::Config(format!("{}: {e}", dir.display())))?;
         let path = dir.join("semantic.log");
         let (sender, receiver) = channel();
-        let index =
-            Arc::new(Self { options, shards: RwLock::default(), log: Some(Mutex::new(sender)), loaded: OnceLock::new() });
+        let index = Arc::new(Self {
+            options,
+            shards: RwLock::default(),
+            log: Some(Mutex::new(sender)),
+            loaded: OnceLock::new(),
+        });
         let loader = index.clone();
         std::thread::Builder::new()
             .name("cherrypick-vectors".into())
@@ -145,21 +158,34 @@ impl Embedded {
         }
         let meta = Meta { answer: point.answer, text: point.text.into(), expires: point.expires };
         let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
-        let shard = shards.entry(point.partition).or_insert_with(|| Shard::Flat { vectors: Vec::new(), meta: Vec::new() });
+        let shard =
+            shards.entry(point.partition).or_insert_with(|| Shard::Flat { vectors: Vec::new(), meta: Vec::new() });
         match shard {
             Shard::Flat { vectors, meta: metas } => {
+                let dims = self.options.dimensions;
+                if let Some(i) = metas.iter().position(|m| m.answer == meta.answer) {
+                    vectors[i * dims..(i + 1) * dims].copy_from_slice(&point.vector);
+                    metas[i] = meta;
+                    return Ok(());
+                }
                 vectors.extend_from_slice(&point.vector);
                 metas.push(meta);
                 if metas.len() > self.options.exact_limit {
                     *shard = self.to_graph(std::mem::take(vectors), std::mem::take(metas))?;
                 }
             }
-            Shard::Graph { index, meta: metas } => {
-                let id = metas.len() as u64;
+            Shard::Graph { index, meta: metas, ids, next_id } => {
+                if let Some(old) = ids.remove(&meta.answer) {
+                    index.remove(old).map_err(graph_error)?;
+                    metas.remove(&old);
+                }
+                let id = *next_id;
+                *next_id += 1;
                 if index.size() >= index.capacity() {
                     index.reserve((index.capacity() * 2).max(1024)).map_err(graph_error)?;
                 }
                 index.add(id, &point.vector).map_err(graph_error)?;
+                ids.insert(meta.answer, id);
                 metas.insert(id, meta);
             }
         }
@@ -181,7 +207,10 @@ impl Embedded {
         for (id, vector) in vectors.chunks_exact(self.options.dimensions).enumerate() {
             index.add(id as u64, vector).map_err(graph_error)?;
         }
-        Ok(Shard::Graph { index, meta: metas.into_iter().enumerate().map(|(i, m)| (i as u64, m)).collect() })
+        let ids = metas.iter().enumerate().map(|(i, m)| (m.answer, i as u64)).collect();
+        let next_id = metas.len() as u64;
+        let meta = metas.into_iter().enumerate().map(|(i, m)| (i as u64, m)).collect();
+        Ok(Shard::Graph { index, meta, ids, next_id })
     }
 
     /// The nearest live point of `partition`, searched in place (sub-millisecond: no thread hop).
@@ -203,7 +232,7 @@ impl Embedded {
                 }
                 best.map(|(i, score)| neighbour(&meta[i], score))
             }
-            Shard::Graph { index, meta } => {
+            Shard::Graph { index, meta, .. } => {
                 let found = index.search(vector, GRAPH_CANDIDATES).ok()?;
                 found.keys.iter().zip(&found.distances).find_map(|(id, distance)| {
                     let m = meta.get(id).filter(|m| m.expires > now)?;
@@ -221,12 +250,14 @@ impl Embedded {
         for shard in shards.values() {
             match shard {
                 Shard::Flat { vectors, meta } => {
-                    bytes += vectors.capacity() * 4 + meta.iter().map(|m| size_of::<Meta>() + m.text.len()).sum::<usize>();
+                    bytes +=
+                        vectors.capacity() * 4 + meta.iter().map(|m| size_of::<Meta>() + m.text.len()).sum::<usize>();
                     points += meta.len();
                 }
-                Shard::Graph { index, meta } => {
-                    bytes += index.memory_usage()
-                        + meta.values().map(|m| size_of::<(u64, Meta)>() + 8 + m.text.len()).sum::<usize>();
+                Shard::Graph { index, meta, .. } => {
+                    // Per point: its metadata entry and text, and its answer → id entry.
+                    let per_point = size_of::<(u64, Meta)>() + size_of::<(Key, u64)>() + 16;
+                    bytes += index.memory_usage() + meta.values().map(|m| per_point + m.text.len()).sum::<usize>();
                     points += meta.len();
                 }
             }

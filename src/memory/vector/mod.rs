@@ -2,6 +2,8 @@
 //! the default; Qdrant and Weaviate hold the same points for a fleet of gateways.
 
 pub mod embedded;
+pub mod qdrant;
+pub mod weaviate;
 
 use std::sync::Arc;
 
