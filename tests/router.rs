@@ -85,25 +85,6 @@ fn router_config_with(upstream: &FakeUpstream, selector_dir: &Path, encoder: &Pa
     )
 }
 
-/// Polls `/ready` until the router has finished loading, one way or the other (60 s at most), and
-/// returns that `/ready` body.
-async fn router_settled(gateway: &TestGateway) -> serde_json::Value {
-    for _ in 0..1200 {
-        let ready = json(gateway.get("/ready").await).await;
-        if ready["router"] != "loading" {
-            return ready;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("router still loading after 60 s");
-}
-
-/// Waits until `/ready` says the router is up.
-async fn wait_ready(gateway: &TestGateway) {
-    let ready = router_settled(gateway).await;
-    assert_eq!(ready["router"], "ready", "router did not load: {ready}");
-}
-
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
     response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default()
 }
@@ -114,7 +95,7 @@ async fn auto_routes_by_policy_header_and_candidates() {
     let dir = temp_dir("selector");
     fixed_selector(&dir);
     let gateway = TestGateway::start_with(&router_config(&upstream, &dir, &common::encoder_dir())).await;
-    wait_ready(&gateway).await;
+    gateway.wait_router_ready().await;
 
     // `auto` = the default policy `best`: the higher predicted quality wins.
     let response = gateway.post("/v1/chat/completions", chat_body("auto", "Prove Fermat's last theorem.")).await;
@@ -182,7 +163,7 @@ async fn a_router_that_cannot_load_steps_aside_to_the_default() {
     let upstream = FakeUpstream::start().await;
     let missing = temp_dir("no-selector").join("absent");
     let gateway = TestGateway::start_with(&router_config(&upstream, &missing, &common::encoder_dir())).await;
-    let state = router_settled(&gateway).await;
+    let state = gateway.router_settled().await;
     assert!(state["router"]["failed"].as_str().unwrap().contains("router.json"), "{state}");
 
     let response = gateway.post("/v1/chat/completions", chat_body("auto", "hi")).await;
@@ -206,7 +187,7 @@ async fn overload_and_timeouts_step_aside() {
     {
         let config = router_config_with(&upstream, &dir, &common::encoder_dir(), extra);
         let gateway = std::sync::Arc::new(TestGateway::start_with(&config).await);
-        wait_ready(&gateway).await;
+        gateway.wait_router_ready().await;
         let mut tasks = Vec::new();
         for _ in 0..24 {
             let gateway = gateway.clone();

@@ -118,6 +118,24 @@ impl TestGateway {
     pub async fn get(&self, path: &str) -> reqwest::Response {
         self.client.get(self.url(path)).bearer_auth(MASTER_KEY).send().await.expect("gateway answers")
     }
+
+    /// `/ready` once the router has finished loading (or failed to).
+    pub async fn router_settled(&self) -> serde_json::Value {
+        for _ in 0..1200 {
+            let ready = json(self.get("/ready").await).await;
+            if ready["router"] != "loading" {
+                return ready;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("router still loading after 60 s");
+    }
+
+    /// Waits until `/ready` says the router is up.
+    pub async fn wait_router_ready(&self) {
+        let ready = self.router_settled().await;
+        assert_eq!(ready["router"], "ready", "router did not load: {ready}");
+    }
 }
 
 /// A response's body as JSON.
