@@ -4,7 +4,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use candle_core::{Device, Var};
 use cherrypick::router::selector::{self, Card, ModelCard};
