@@ -68,7 +68,9 @@ async fn behaves(store: Arc<dyn VectorStore>) {
 #[tokio::test]
 async fn the_embedded_index_behaves() {
     let dir = std::env::temp_dir().join(format!("cherrypick-vs-{}", uuid::Uuid::new_v4().simple()));
-    let store = Embedded::open(&dir, Options { dimensions: DIMS, exact_limit: 2, expansion_search: 64 }).unwrap();
+    let store =
+        Embedded::open(&dir, Options { dimensions: DIMS, exact_limit: 2, expansion_search: 64, ..Options::default() })
+            .unwrap();
     tokio::task::spawn_blocking({
         let store = store.clone();
         move || store.wait_loaded()

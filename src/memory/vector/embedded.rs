@@ -49,11 +49,21 @@ pub struct Options {
     pub exact_limit: usize,
     /// HNSW search breadth: higher finds the true nearest more often, slower.
     pub expansion_search: usize,
+    /// HNSW build breadth: higher builds a better graph, slower.
+    pub expansion_add: usize,
+    /// How the graph stores vectors.
+    pub quantization: ScalarKind,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { dimensions: 384, exact_limit: 4096, expansion_search: 128 }
+        Self {
+            dimensions: 384,
+            exact_limit: 4096,
+            expansion_search: 128,
+            expansion_add: 128,
+            quantization: ScalarKind::F16,
+        }
     }
 }
 
@@ -196,9 +206,9 @@ impl Embedded {
         let options = IndexOptions {
             dimensions: self.options.dimensions,
             metric: MetricKind::IP,
-            quantization: ScalarKind::F16,
+            quantization: self.options.quantization,
             connectivity: 16,
-            expansion_add: 128,
+            expansion_add: self.options.expansion_add,
             expansion_search: self.options.expansion_search,
             multi: false,
         };
@@ -402,7 +412,12 @@ mod tests {
     #[test]
     fn flat_and_graph_shards_find_the_nearest_point_of_their_own_partition_only() {
         let dims = 16;
-        let index = Embedded::in_memory(Options { dimensions: dims, exact_limit: 8, expansion_search: 64 });
+        let index = Embedded::in_memory(Options {
+            dimensions: dims,
+            exact_limit: 8,
+            expansion_search: 64,
+            ..Options::default()
+        });
         for n in 0..40 {
             index.insert_local(point(1, n, dims)).unwrap();
         }
@@ -430,7 +445,7 @@ mod tests {
     fn the_log_survives_a_restart_and_a_torn_tail() {
         let dir = std::env::temp_dir().join(format!("cherrypick-vectors-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let options = || Options { dimensions: 16, exact_limit: 4, expansion_search: 64 };
+        let options = || Options { dimensions: 16, exact_limit: 4, expansion_search: 64, ..Options::default() };
         {
             let index = Embedded::open(&dir, options()).unwrap();
             index.wait_loaded().unwrap();
