@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""Gateway CPU per request for an L1 cache hit, end to end over HTTP.
+"""Gateway CPU and latency per request for a cache hit, end to end over HTTP.
 
-    cargo build --release && python3 benches/load/cache_hit.py [--requests 20000] [--threads 4]
+    cargo build --release && python3 benches/load/cache_hit.py [--tier l1|l2|l3|l3-postgres]
+        [--requests 20000] [--threads 4]
 
 Starts a stub upstream (Python, answers one chat completion) and `target/release/cherrypick serve`
-with the L1 cache on (L3 and the semantic cache off, so only the hit path runs), sends the same
-deterministic request once (a miss), then N more from keep-alive connections (all L1 hits), and
-reads the gateway process's CPU time (user + system, /proc) before and after. Prints µs of gateway
-CPU per hit; the client's own CPU is not counted. Set CHERRYPICK_BIN to use another binary.
+with only the chosen tier on (l2: Redis at 127.0.0.1:6379; l3: a SQLite file; l3-postgres:
+PostgreSQL at 127.0.0.1:5432/test), sends the same deterministic request once (a miss), then N more
+from keep-alive connections (all hits), and reads the gateway process's CPU time (user + system,
+/proc) before and after. Prints µs of gateway CPU per hit (the client's own CPU is not counted) and
+the client-side latency percentiles. Set CHERRYPICK_BIN to use another binary.
 """
 import argparse, http.client, http.server, json, os, socket, subprocess, sys, tempfile, threading, time
 
@@ -48,6 +50,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--tier", choices=["l1", "l2", "l3", "l3-postgres"], default="l1")
     args = parser.parse_args()
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     binary = os.environ.get("CHERRYPICK_BIN") or os.path.join(
@@ -72,11 +75,16 @@ provider = "stub"
 [cache]
 enabled = true
 data_dir = "{data}"
-[cache.l3]
-enabled = false
 [cache.semantic]
 enabled = false
 """)
+        tiers = {
+            "l1": "[cache.l3]\nenabled = false\n",
+            "l2": f"[cache.l1]\nenabled = false\n[cache.l3]\nenabled = false\n[cache.l2]\nurl = \"redis://127.0.0.1:6379\"\nkey_prefix = \"bench:{port}:\"\n",
+            "l3": "[cache.l1]\nenabled = false\n",
+            "l3-postgres": "[cache.l1]\nenabled = false\n[cache.l3]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\n",
+        }
+        f.write(tiers[args.tier])
     gateway = subprocess.Popen([binary, "serve", "--config", config])
     try:
         for _ in range(200):
@@ -85,7 +93,8 @@ enabled = false
                 break
             except OSError:
                 time.sleep(0.05)
-        body = json.dumps({"model": "gpt-4o-mini", "temperature": 0, "messages": [
+        hit = "hit-" + args.tier.split("-")[0]
+        body = json.dumps({"model": "gpt-4o-mini", "temperature": 0, "seed": port, "messages": [
             {"role": "system", "content": "Answer in one word."},
             {"role": "user", "content": "What is the capital of France?"}]})
         headers = {"content-type": "application/json"}
@@ -99,15 +108,17 @@ enabled = false
         first = http.client.HTTPConnection("127.0.0.1", port)
         assert send(first) == (200, "miss"), "the first request is a miss"
         time.sleep(0.2)
-        assert send(first) == (200, "hit-l1"), "the second is an L1 hit"
+        assert send(first) == (200, hit), f"the second is a {hit}"
         per_thread = args.requests // args.threads
-        failures = []
+        failures, latencies = [], []
 
         def worker():
             conn = http.client.HTTPConnection("127.0.0.1", port)
             for _ in range(per_thread):
-                if send(conn) != (200, "hit-l1"):
+                started = time.perf_counter()
+                if send(conn) != (200, hit):
                     failures.append(1)
+                latencies.append(time.perf_counter() - started)
 
         before, started = cpu_seconds(gateway.pid), time.time()
         threads = [threading.Thread(target=worker) for _ in range(args.threads)]
@@ -115,8 +126,11 @@ enabled = false
         [t.join() for t in threads]
         cpu, wall = cpu_seconds(gateway.pid) - before, time.time() - started
         total = per_thread * args.threads
-        print(json.dumps({"requests": total, "not_hits": len(failures), "wall_s": round(wall, 2),
-                          "gateway_cpu_s": round(cpu, 3), "cpu_us_per_hit": round(cpu / total * 1e6, 1)}))
+        latencies.sort()
+        pct = lambda p: round(latencies[min(int(len(latencies) * p), len(latencies) - 1)] * 1e3, 3)
+        print(json.dumps({"tier": args.tier, "requests": total, "not_hits": len(failures), "wall_s": round(wall, 2),
+                          "gateway_cpu_s": round(cpu, 3), "cpu_us_per_hit": round(cpu / total * 1e6, 1),
+                          "latency_ms": {"p50": pct(0.5), "p99": pct(0.99)}}))
     finally:
         gateway.terminate()
         gateway.wait()

@@ -2,8 +2,8 @@
 //!
 //! Points live in partitions (tenant × target × parameters × conversation so far). A partition
 //! starts as a flat list searched exactly, which is both faster and exact while it is small;
-//! past `exact_limit` points it becomes a usearch HNSW graph (f16 vectors), sub-millisecond at a
-//! million points. Every insert is appended to a log (a writer thread, never a tokio worker) that
+//! past `exact_limit` points it becomes a usearch HNSW graph (i8 vectors), sub-millisecond at a
+//! million points (BENCHMARKS.md). Every insert is appended to a log (a writer thread, never a tokio worker) that
 //! is replayed at start; a torn last record from a crash is ignored.
 
 use std::collections::HashMap;
@@ -61,8 +61,9 @@ impl Default for Options {
             dimensions: 384,
             exact_limit: 4096,
             expansion_search: 128,
-            expansion_add: 128,
-            quantization: ScalarKind::F16,
+            expansion_add: 64,
+            // i8 over unit vectors: a quarter of f32's memory, and the fastest search measured here.
+            quantization: ScalarKind::I8,
         }
     }
 }
