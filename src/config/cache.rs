@@ -80,7 +80,7 @@ pub struct SemanticConfig {
     /// Qdrant collection / Weaviate class that holds the entries.
     pub collection: String,
     /// Cosine similarity a candidate needs (then the verifier checks numbers and negations).
-    /// 0.975 keeps false hits under 2% of lookups on Quora question pairs (BENCHMARKS.md).
+    /// 0.97 keeps false hits under 2% of lookups on Quora question pairs (BENCHMARKS.md).
     pub threshold: f32,
     pub timeout_ms: u64,
     /// Dimensions of the encoder's embeddings (384 for all-MiniLM-L6-v2).
@@ -147,7 +147,7 @@ impl Default for SemanticConfig {
             url: None,
             api_key: None,
             collection: "cherrypick_semantic".into(),
-            threshold: 0.975,
+            threshold: 0.97,
             timeout_ms: 100,
             dimensions: 384,
             exact_search_limit: 4096,

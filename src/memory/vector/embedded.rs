@@ -206,7 +206,9 @@ impl Embedded {
     fn to_graph(&self, vectors: Vec<f32>, metas: Vec<Meta>) -> Result<Shard, MemoryError> {
         let options = IndexOptions {
             dimensions: self.options.dimensions,
-            metric: MetricKind::IP,
+            // Cos, not IP: with i8 vectors usearch's inner product is in quantised units, and the
+            // score must be a true cosine to compare against the threshold.
+            metric: MetricKind::Cos,
             quantization: self.options.quantization,
             connectivity: 16,
             expansion_add: self.options.expansion_add,
