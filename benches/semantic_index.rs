@@ -29,7 +29,10 @@ fn noise(rng: &mut StdRng, scale: f32) -> Vec<f32> {
 }
 
 fn main() {
-    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(100_000);
+    // `cargo test --all-targets` runs this binary without `--bench`: a small smoke run then.
+    let benching = std::env::args().any(|a| a == "--bench");
+    let default = if benching { 100_000 } else { 5_000 };
+    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(default);
     let mut rng = StdRng::seed_from_u64(7);
     let topics: Vec<Vec<f32>> = (0..2000)
         .map(|_| {
@@ -74,7 +77,7 @@ fn main() {
     let build = started.elapsed();
     let (bytes, points) = index.footprint();
 
-    let queries = 2000;
+    let queries = if benching { 2000 } else { 50 };
     let mut latencies = Vec::with_capacity(queries);
     let mut agree = 0;
     for _ in 0..queries {
