@@ -12,7 +12,7 @@ use futures_util::Stream;
 use super::{Answer, Gateway};
 use crate::config::{CacheMode, is_auto};
 use crate::error::ApiError;
-use crate::memory::key::{chat_keys, embeddings_key};
+use crate::memory::key::{chat_key, chat_question, embeddings_key};
 use crate::memory::{Body, Controls, Entry, Hit, Key, Memory, Scope, replay};
 use crate::openai::chat::StreamOptions;
 use crate::openai::{ChatCompletionRequest, EmbeddingsRequest};
@@ -36,11 +36,13 @@ pub const SEMANTIC_MAX_CHARS: usize = 1000;
 pub struct Plan {
     memory: Arc<Memory>,
     pub exact: Key,
+    /// The cache's answer space (see `cache_target`); the semantic partition is derived from it.
+    target: String,
     /// The semantic partition, question text, and (once computed) its embedding.
     pub semantic: Option<(Key, String)>,
     pub embedding: Option<Arc<[f32]>>,
+    /// `false` after `Cache-Control: no-cache`: answer fresh, but still store.
     pub lookup: bool,
-    pub store: bool,
     ttl: Option<Duration>,
 }
 
@@ -68,13 +70,15 @@ impl Gateway {
         Ok(self.routes.resolve(model)?.model.to_string())
     }
 
-    fn allowed(&self, memory: &Memory, target: &str, deterministic: bool, controls: Controls) -> Option<(bool, bool)> {
+    /// Whether the request may touch the cache at all (the mode, the model's setting and
+    /// `no-store`), and if so whether it may be answered from it.
+    fn lookup_allowed(&self, memory: &Memory, target: &str, deterministic: bool, controls: Controls) -> Option<bool> {
         let config = memory.config();
         let mode_allows = deterministic || config.mode == CacheMode::All;
         if !mode_allows || !config.model_enabled(target) || controls.no_store {
             return None;
         }
-        Some((!controls.skip_lookup, true))
+        Some(!controls.skip_lookup)
     }
 
     pub(super) fn chat_plan(
@@ -84,20 +88,17 @@ impl Gateway {
     ) -> Result<Option<Plan>, ApiError> {
         let Some(memory) = &self.memory else { return Ok(None) };
         let target = self.cache_target(&request.model, &ctx.hints)?;
-        let Some((lookup, store)) = self.allowed(memory, &target, request.is_deterministic(), ctx.cache) else {
+        let Some(lookup) = self.lookup_allowed(memory, &target, request.is_deterministic(), ctx.cache) else {
             return Ok(None);
         };
-        let keys = chat_keys(&Scope { tenant: &ctx.tenant, target: &target }, request);
-        let semantic = keys.semantic.filter(|(_, text)| {
-            memory.semantic_enabled() && self.router.is_some() && !text.is_empty() && text.len() <= SEMANTIC_MAX_CHARS
-        });
+        let exact = chat_key(&Scope { tenant: &ctx.tenant, target: &target }, request);
         Ok(Some(Plan {
             memory: memory.clone(),
-            exact: keys.exact,
-            semantic,
+            exact,
+            target,
+            semantic: None,
             embedding: None,
             lookup,
-            store,
             ttl: ctx.cache.ttl,
         }))
     }
@@ -110,17 +111,32 @@ impl Gateway {
         let Some(memory) = &self.memory else { return Ok(None) };
         let target = self.cache_target(&request.model, &ctx.hints)?;
         // Embeddings are deterministic.
-        let Some((lookup, store)) = self.allowed(memory, &target, true, ctx.cache) else { return Ok(None) };
+        let Some(lookup) = self.lookup_allowed(memory, &target, true, ctx.cache) else { return Ok(None) };
         let exact = embeddings_key(&Scope { tenant: &ctx.tenant, target: &target }, request);
         Ok(Some(Plan {
             memory: memory.clone(),
             exact,
+            target,
             semantic: None,
             embedding: None,
             lookup,
-            store,
             ttl: ctx.cache.ttl,
         }))
+    }
+
+    /// The semantic partition and question of a request whose exact key missed, when the
+    /// semantic cache applies to it.
+    pub(super) fn semantic_question(
+        &self,
+        plan: &Plan,
+        request: &ChatCompletionRequest,
+        tenant: &str,
+    ) -> Option<(Key, String)> {
+        if !plan.memory.semantic_enabled() || self.router.is_none() {
+            return None;
+        }
+        let question = chat_question(&Scope { tenant, target: &plan.target }, request)?;
+        Some(question).filter(|(_, text)| !text.is_empty() && text.len() <= SEMANTIC_MAX_CHARS)
     }
 
     /// The semantic lookup, computing the question's embedding unless routing already did.

@@ -100,6 +100,9 @@ impl Gateway {
             plan.count(hit.source.header());
             return cached::replayed(hit, stream, include_usage);
         }
+        if let Some(plan) = &mut plan {
+            plan.semantic = self.semantic_question(plan, &request, &ctx.tenant);
+        }
         let route = self.route(&request.model, &ctx.hints, |max| prompt::chat_text(&request, max)).await?;
         if let Some(plan) = &mut plan {
             plan.embedding = plan.semantic.as_ref().and(route.embedding.clone());
@@ -116,7 +119,7 @@ impl Gateway {
         let started = Instant::now();
         let reply = route.provider.chat(&request).await;
         let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref())).await?;
-        let Some(plan) = plan.filter(|p| p.store) else { return Ok(answer) };
+        let Some(plan) = plan else { return Ok(answer) };
         Ok(match answer {
             Answer::Json { route, body, cache } => {
                 plan.store_json(&route.model, route.provider.name(), body.clone());
@@ -155,7 +158,7 @@ impl Gateway {
         let started = Instant::now();
         let reply = route.provider.embeddings(&request).await.map(Reply::Json);
         let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref())).await?;
-        if let (Some(plan), Answer::Json { route, body, .. }) = (plan.filter(|p| p.store), &answer) {
+        if let (Some(plan), Answer::Json { route, body, .. }) = (plan, &answer) {
             plan.store_json(&route.model, route.provider.name(), body.clone());
         }
         Ok(answer)

@@ -28,7 +28,7 @@ pub async fn chat_completions(
     headers: HeaderMap,
     OpenAiJson(request): OpenAiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let answer = state.gateway.chat(request, &context(&headers)?).await?;
+    let answer = state.gateway.chat(request, &context(&state, &headers)?).await?;
     Ok(render(&state, answer))
 }
 
@@ -37,7 +37,7 @@ pub async fn completions(
     headers: HeaderMap,
     OpenAiJson(request): OpenAiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let answer = state.gateway.completion(request, &context(&headers)?).await?;
+    let answer = state.gateway.completion(request, &context(&state, &headers)?).await?;
     Ok(render(&state, answer))
 }
 
@@ -50,10 +50,16 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<
 
 /// Everything the request's headers say beyond its body: routing hints, the caller's tenant (a
 /// digest of its key) and the cache controls.
-fn context(headers: &HeaderMap) -> Result<RequestContext, ApiError> {
-    let key =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer ")).map(<[u8]>::trim_ascii);
-    Ok(RequestContext { hints: hints(headers)?, tenant: tenant_of(key), cache: cache_controls(headers)? })
+fn context(state: &AppState, headers: &HeaderMap) -> Result<RequestContext, ApiError> {
+    // The tenant digest is only read by the cache: no hashing per request without one.
+    let tenant = match state.gateway.memory() {
+        Some(_) => {
+            let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+            tenant_of(bearer.map(<[u8]>::trim_ascii))
+        }
+        None => String::new(),
+    };
+    Ok(RequestContext { hints: hints(headers)?, tenant, cache: cache_controls(headers)? })
 }
 
 /// `Cache-Control: no-cache` (answer fresh, still store), `no-store` (neither look up nor store);
@@ -116,7 +122,7 @@ pub async fn embeddings(
     headers: HeaderMap,
     OpenAiJson(request): OpenAiJson<EmbeddingsRequest>,
 ) -> Result<Response, ApiError> {
-    let answer = state.gateway.embeddings(request, &context(&headers)?).await?;
+    let answer = state.gateway.embeddings(request, &context(&state, &headers)?).await?;
     Ok(render(&state, answer))
 }
 
@@ -124,28 +130,19 @@ pub async fn models(State(state): State<AppState>) -> Response {
     json_response(state.gateway.routes().model_list())
 }
 
+/// The model, provider and route headers of an answer a provider gave.
+fn route_headers(route: &crate::gateway::Routed) -> [Option<HeaderValue>; 3] {
+    let value = |text: &str| HeaderValue::from_str(text).ok();
+    [value(&route.model), value(route.provider.name()), route.summary.as_deref().and_then(value)]
+}
+
 fn render(state: &AppState, answer: Answer) -> Response {
     let value = |text: &str| HeaderValue::from_str(text).ok();
-    let (mut response, model, provider, summary, cache) = match answer {
-        Answer::Json { route, body, cache } => {
-            let response = json_response(body);
-            (
-                response,
-                value(&route.model),
-                value(route.provider.name()),
-                route.summary.as_deref().and_then(value),
-                cache,
-            )
-        }
+    let (mut response, [model, provider, summary], cache) = match answer {
+        Answer::Json { route, body, cache } => (json_response(body), route_headers(&route), cache),
         Answer::Stream { route, first, rest, cache } => {
-            let response = sse_response(first, rest, state.keep_alive);
-            (
-                response,
-                value(&route.model),
-                value(route.provider.name()),
-                route.summary.as_deref().and_then(value),
-                cache,
-            )
+            let headers = route_headers(&route);
+            (sse_response(first, rest, state.keep_alive), headers, cache)
         }
         Answer::Cached { source, model, provider, reply } => {
             let response = match reply {
@@ -157,7 +154,7 @@ fn render(state: &AppState, answer: Answer) -> Response {
                     sse_response(first, rest, state.keep_alive)
                 }
             };
-            (response, value(&model), value(&provider), None, Some(source.header()))
+            (response, [value(&model), value(&provider), None], Some(source.header()))
         }
     };
     let headers = response.headers_mut();

@@ -37,14 +37,6 @@ pub struct Scope<'a> {
     pub target: &'a str,
 }
 
-/// The keys of one chat request.
-pub struct ChatKeys {
-    pub exact: Key,
-    /// Set when the last message is a user message of plain text: the partition its text is
-    /// compared within, and that text.
-    pub semantic: Option<(Key, String)>,
-}
-
 /// Hashes serialisable parts into a digest, each tagged so that two parts can never run together.
 struct Hasher(Sha256);
 
@@ -89,7 +81,8 @@ impl ChatCompletionRequest {
     }
 }
 
-pub fn chat_keys(scope: &Scope<'_>, request: &ChatCompletionRequest) -> ChatKeys {
+/// What shapes a chat answer besides the conversation, and the conversation.
+fn chat_parts(request: &ChatCompletionRequest) -> (impl Serialize + '_, &[ChatMessage]) {
     let ChatCompletionRequest {
         // The target in `scope` replaces it: aliases of one model share entries.
         model: _,
@@ -124,26 +117,34 @@ pub fn chat_keys(scope: &Scope<'_>, request: &ChatCompletionRequest) -> ChatKeys
         (presence_penalty, frequency_penalty, logit_bias, logprobs, top_logprobs, seed),
         (tools, tool_choice, parallel_tool_calls, response_format, extra),
     );
+    (shaping, messages)
+}
 
+/// The exact cache key of a chat request.
+pub fn chat_key(scope: &Scope<'_>, request: &ChatCompletionRequest) -> Key {
+    let (shaping, messages) = chat_parts(request);
     let mut exact = Hasher::new("chat/exact/v1");
     exact.text(scope.tenant);
     exact.text(scope.target);
     exact.json(&shaping);
-    exact.json(messages);
+    exact.json(&messages);
+    exact.finish()
+}
 
-    let semantic = match messages.split_last() {
-        Some((ChatMessage::User(last), before)) => plain_text(&last.content).map(|text| {
-            let mut partition = Hasher::new("chat/semantic/v1");
-            partition.text(scope.tenant);
-            partition.text(scope.target);
-            partition.json(&shaping);
-            partition.json(&before);
-            partition.json(&(&last.name, &last.extra));
-            (partition.finish(), text)
-        }),
-        _ => None,
-    };
-    ChatKeys { exact: exact.finish(), semantic }
+/// For a conversation that ends with a plain-text user message: the semantic partition that
+/// message is compared within (everything but its text), and its text. Computed only once the
+/// exact key has missed.
+pub fn chat_question(scope: &Scope<'_>, request: &ChatCompletionRequest) -> Option<(Key, String)> {
+    let (shaping, messages) = chat_parts(request);
+    let (ChatMessage::User(last), before) = messages.split_last()? else { return None };
+    let text = plain_text(&last.content)?;
+    let mut partition = Hasher::new("chat/semantic/v1");
+    partition.text(scope.tenant);
+    partition.text(scope.target);
+    partition.json(&shaping);
+    partition.json(&before);
+    partition.json(&(&last.name, &last.extra));
+    Some((partition.finish(), text))
 }
 
 /// The text of a message with no images, audio or files (those are not compared by meaning).
@@ -179,8 +180,14 @@ mod tests {
         serde_json::from_value(json).unwrap()
     }
 
-    fn keys(tenant: &str, target: &str, json: serde_json::Value) -> ChatKeys {
-        chat_keys(&Scope { tenant, target }, &request(json))
+    struct Keys {
+        exact: Key,
+        semantic: Option<(Key, String)>,
+    }
+
+    fn keys(tenant: &str, target: &str, json: serde_json::Value) -> Keys {
+        let (scope, request) = (Scope { tenant, target }, request(json));
+        Keys { exact: chat_key(&scope, &request), semantic: chat_question(&scope, &request) }
     }
 
     fn base() -> serde_json::Value {

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 pub use entry::{Body, Entry};
-pub use key::{ChatKeys, Key, Scope};
+pub use key::{Key, Scope};
 pub use tier::TierState;
 
 use crate::config::{CacheConfig, Secret, VectorBackend};
