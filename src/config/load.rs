@@ -182,12 +182,13 @@ fn resolve_secrets(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>,
         }
     }
     for (name, provider) in &mut config.providers {
-        if let Some(key) = &mut provider.api_key {
-            key.resolve(lookup);
-            if key.expose().is_none() {
-                warnings.push(format!("`providers.{name}.api_key` is {key}: its models answer 503 until it is set"));
-            } else if key.is_literal() {
-                warnings.push(format!("`providers.{name}.api_key` is written literally: prefer `env::NAME`"));
+        for (field, secret) in provider.secrets_mut() {
+            let Some(secret) = secret else { continue };
+            secret.resolve(lookup);
+            if secret.expose().is_none() {
+                warnings.push(format!("`providers.{name}.{field}` is {secret}: its models answer 503 until it is set"));
+            } else if secret.is_literal() {
+                warnings.push(format!("`providers.{name}.{field}` is written literally: prefer `env::NAME`"));
             }
         }
     }
@@ -202,8 +203,8 @@ fn cross_check(config: &Config, problems: &mut Vec<String>) {
             Some(url) if reqwest::Url::parse(url).is_err() => {
                 problems.push(format!("`providers.{name}.base_url`: `{url}` is not a valid URL"));
             }
-            None if provider.kind == ProviderKind::OpenaiCompatible => {
-                problems.push(format!("`providers.{name}.base_url` is required for kind `openai_compatible`"));
+            None if matches!(provider.kind, ProviderKind::OpenaiCompatible | ProviderKind::Azure) => {
+                problems.push(format!("`providers.{name}.base_url` is required for this kind"));
             }
             _ => {}
         }

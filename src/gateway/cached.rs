@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 
 use super::{Answer, Gateway};
 use crate::config::{CacheMode, is_auto};
@@ -259,6 +259,17 @@ impl Stream for Recorder {
             }
             return item;
         }
+    }
+}
+
+/// Drops the usage chunk the gateway asked for on the client's behalf, when `hide` (streams only).
+pub fn hide_usage(answer: Answer, hide: bool) -> Answer {
+    match answer {
+        Answer::Stream { route, first, rest, cache } if hide => {
+            let rest = rest.filter(|chunk| std::future::ready(!matches!(chunk, Ok(c) if replay::is_usage_only(c))));
+            Answer::Stream { route, first, rest: Box::pin(rest), cache }
+        }
+        other => other,
     }
 }
 

@@ -110,16 +110,18 @@ impl Gateway {
                 plan.count(hit.source.header());
                 return cached::replayed(hit, stream, include_usage);
             }
-            if stream {
-                request.stream_options = cached::with_usage(request.stream_options.take());
-            }
+        }
+        if stream {
+            // Usage is always asked for: spend is accounted (and a stored stream can be replayed
+            // with it); the usage chunk is hidden again from a client that did not ask.
+            request.stream_options = cached::with_usage(request.stream_options.take());
         }
         self.count_miss(plan.as_ref());
         request.model.clone_from(&route.upstream);
         let started = Instant::now();
         let reply = route.provider.chat(&request).await;
         let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref())).await?;
-        let Some(plan) = plan else { return Ok(answer) };
+        let Some(plan) = plan else { return Ok(cached::hide_usage(answer, !include_usage)) };
         Ok(match answer {
             Answer::Json { route, body, cache } => {
                 plan.store_json(&route.model, route.provider.name(), body.clone());

@@ -18,6 +18,9 @@ pub enum ProviderError {
     InvalidResponse { provider: String, detail: String },
     #[error("provider `{provider}` does not support `{param}`: {detail}")]
     Unsupported { provider: String, param: String, detail: String },
+    /// The request cannot be translated for this provider (e.g. tool-call arguments that are not JSON).
+    #[error("`{param}`: {detail}")]
+    InvalidRequest { param: String, detail: String },
 }
 
 /// An error answer from the upstream, boxed: it is the largest case and the cold path.
@@ -37,6 +40,10 @@ impl ProviderError {
         Self::Unsupported { provider: provider.to_owned(), param: param.to_owned(), detail: detail.to_owned() }
     }
 
+    pub fn invalid_request(param: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self::InvalidRequest { param: param.into(), detail: detail.into() }
+    }
+
     pub fn invalid_response(provider: &str, detail: impl Into<String>) -> Self {
         Self::InvalidResponse { provider: provider.to_owned(), detail: detail.into() }
     }
@@ -46,7 +53,10 @@ impl ProviderError {
         match self {
             Self::Connect { .. } | Self::Timeout { .. } => true,
             Self::Upstream(e) => e.status == StatusCode::TOO_MANY_REQUESTS || e.status.is_server_error(),
-            Self::MissingCredentials { .. } | Self::InvalidResponse { .. } | Self::Unsupported { .. } => false,
+            Self::MissingCredentials { .. }
+            | Self::InvalidResponse { .. }
+            | Self::Unsupported { .. }
+            | Self::InvalidRequest { .. } => false,
         }
     }
 
@@ -61,6 +71,7 @@ impl ProviderError {
             Self::Upstream(_) => "upstream_4xx",
             Self::InvalidResponse { .. } => "invalid_response",
             Self::Unsupported { .. } => "unsupported",
+            Self::InvalidRequest { .. } => "invalid_request",
         }
     }
 
@@ -80,11 +91,16 @@ impl ProviderError {
                     .with_param(param)
                     .with_code("unsupported_parameter")
             }
+            Self::InvalidRequest { param, detail } => {
+                ApiError::bad_request(format!("`{param}`: {detail}")).with_param(param).with_code("invalid_value")
+            }
             Self::Upstream(upstream) => {
                 let UpstreamError { provider, status, message, kind, code, param, retry_after } = *upstream;
                 let status = match status.as_u16() {
                     // The gateway's own credentials were refused: still an authentication failure.
                     401 | 403 => StatusCode::UNAUTHORIZED,
+                    // Anthropic's "overloaded": not a status OpenAI clients know; they retry 503.
+                    529 => StatusCode::SERVICE_UNAVAILABLE,
                     400..=599 => status,
                     _ => StatusCode::BAD_GATEWAY,
                 };

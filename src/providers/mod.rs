@@ -1,12 +1,17 @@
 //! Providers: one `Provider` trait, the registry built from config, and one module per wire API.
 //! A provider only translates and transports; choosing, retrying and accounting live in `gateway`.
 
+pub mod anthropic;
+pub mod bedrock;
+pub mod cohere;
 mod error;
+pub mod gemini;
+pub mod native;
 pub mod openai_compat;
 mod redact;
 mod registry;
 pub mod sse;
-mod transport;
+pub mod transport;
 
 use std::pin::Pin;
 

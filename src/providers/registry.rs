@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Provider;
 use super::openai_compat::OpenAiCompatible;
+use super::{Provider, anthropic, bedrock, cohere, gemini};
 use crate::config::{Config, ProviderConfig, ProviderKind};
 
 #[derive(Clone, Default)]
@@ -50,7 +50,12 @@ fn build(name: &str, config: &ProviderConfig, client: reqwest::Client) -> Arc<dy
         | ProviderKind::Ollama
         | ProviderKind::Vllm
         | ProviderKind::Huggingface
-        | ProviderKind::OpenaiCompatible => Arc::new(OpenAiCompatible::new(name, config, client)),
+        | ProviderKind::OpenaiCompatible
+        | ProviderKind::Azure => Arc::new(OpenAiCompatible::new(name, config, client)),
+        ProviderKind::Anthropic => Arc::new(anthropic::Anthropic::new(name, config, client)),
+        ProviderKind::Gemini | ProviderKind::VertexAi => Arc::new(gemini::Gemini::new(name, config, client)),
+        ProviderKind::Bedrock => Arc::new(bedrock::Bedrock::new(name, config, client)),
+        ProviderKind::Cohere => Arc::new(cohere::Cohere::new(name, config, client)),
     }
 }
 

@@ -61,8 +61,18 @@ pub async fn read_ok_body(
 /// Reads an error answer into `ProviderError::Upstream`, keeping status, `retry-after` and the
 /// OpenAI-style fields when the body has them.
 pub async fn read_error(provider: &str, response: reqwest::Response, secret: Option<&str>) -> ProviderError {
+    read_error_as(provider, response, secret, openai_error).await
+}
+
+/// `read_error` for an upstream whose error body `dialect` reads.
+pub async fn read_error_as(
+    provider: &str,
+    response: reqwest::Response,
+    secret: Option<&str>,
+    dialect: ErrorDialect,
+) -> ProviderError {
     let status = response.status();
-    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let headers = response.headers().clone();
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(Ok(chunk)) = stream.next().await {
@@ -71,7 +81,36 @@ pub async fn read_error(provider: &str, response: reqwest::Response, secret: Opt
             break;
         }
     }
-    upstream_error(provider, status, retry_after, &body, secret)
+    upstream_error_as(provider, status, &headers, &body, secret, dialect)
+}
+
+/// What an upstream's error body says, in its own words.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct ErrorDetail {
+    pub message: Option<String>,
+    pub kind: Option<String>,
+    pub code: Option<String>,
+    pub param: Option<String>,
+    /// Set when the provider's status does not say what happened (Gemini answers a bad key with 400).
+    pub status: Option<StatusCode>,
+}
+
+/// Reads one provider's error body (and headers, where the error type travels in one).
+pub type ErrorDialect = fn(&HeaderMap, &[u8]) -> ErrorDetail;
+
+/// OpenAI's `{"error": {...}}` and the shapes most other APIs use: `{"error": "..."}`,
+/// `{"message": "..."}`, `{"detail": "..."}`, Anthropic's `{"type": "error", "error": {...}}`.
+pub fn openai_error(_: &HeaderMap, body: &[u8]) -> ErrorDetail {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let detail = parsed.as_ref().map(|v| v.get("error").unwrap_or(v));
+    let field = |name: &str| detail.and_then(|d| d.get(name)).and_then(value_text);
+    ErrorDetail {
+        message: field("message").or_else(|| detail.and_then(value_text)).or_else(|| field("detail")),
+        kind: field("type"),
+        code: field("code"),
+        param: field("param"),
+        status: None,
+    }
 }
 
 pub fn upstream_error(
@@ -81,27 +120,72 @@ pub fn upstream_error(
     body: &[u8],
     secret: Option<&str>,
 ) -> ProviderError {
-    let parsed: Option<Value> = serde_json::from_slice(body).ok();
-    let detail = parsed.as_ref().map(|v| v.get("error").unwrap_or(v));
-    let field = |name: &str| detail.and_then(|d| d.get(name)).and_then(value_text);
-    let message =
-        field("message").or_else(|| detail.and_then(value_text)).or_else(|| field("detail")).unwrap_or_else(|| {
-            let text = String::from_utf8_lossy(body);
-            if text.trim().is_empty() {
-                status.canonical_reason().unwrap_or("error").to_owned()
-            } else {
-                text.into_owned()
-            }
-        });
+    let mut headers = HeaderMap::new();
+    if let Some(value) = retry_after {
+        headers.insert(header::RETRY_AFTER, value);
+    }
+    upstream_error_as(provider, status, &headers, body, secret, openai_error)
+}
+
+/// The one place an upstream error becomes a `ProviderError`: the message is scrubbed of secrets,
+/// context-length errors get OpenAI's code, and `retry-after` is kept.
+pub fn upstream_error_as(
+    provider: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    secret: Option<&str>,
+    dialect: ErrorDialect,
+) -> ProviderError {
+    let detail = dialect(headers, body);
+    let status = detail.status.unwrap_or(status);
+    let message = detail.message.unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        if text.trim().is_empty() {
+            status.canonical_reason().unwrap_or("error").to_owned()
+        } else {
+            text.into_owned()
+        }
+    });
+    let (status, kind, code) = if is_context_length(status, &message, detail.code.as_deref()) {
+        (StatusCode::BAD_REQUEST, Some("invalid_request_error".to_owned()), Some("context_length_exceeded".to_owned()))
+    } else {
+        (status, detail.kind, detail.code)
+    };
     ProviderError::Upstream(Box::new(UpstreamError {
         provider: provider.to_owned(),
         status,
         message: redact(message.trim(), secret),
-        kind: field("type"),
-        code: field("code"),
-        param: field("param"),
-        retry_after,
+        kind,
+        code,
+        param: detail.param,
+        retry_after: headers.get(header::RETRY_AFTER).cloned(),
     }))
+}
+
+/// Whether an error says the prompt does not fit the model's context, in any provider's words.
+fn is_context_length(status: StatusCode, message: &str, code: Option<&str>) -> bool {
+    if code == Some("context_length_exceeded") {
+        return true;
+    }
+    if !matches!(status.as_u16(), 400 | 413 | 422) {
+        return false;
+    }
+    const PHRASES: &[&str] = &[
+        "context length",
+        "context window",
+        "context_length",
+        "prompt is too long",
+        "input is too long",
+        "too many input tokens",
+        "too many tokens",
+        "exceeds the maximum number of tokens",
+        "input token count",
+        "maximum number of tokens",
+        "reduce the length of the messages",
+    ];
+    let message = message.to_ascii_lowercase();
+    PHRASES.iter().any(|phrase| message.contains(phrase))
 }
 
 fn value_text(value: &Value) -> Option<String> {
@@ -159,6 +243,12 @@ mod tests {
             (e.kind.as_deref(), e.code.as_deref(), e.param.as_deref()),
             (Some("invalid_request_error"), Some("context_length_exceeded"), Some("messages"))
         );
+
+        let anthropic = br#"{"type":"error","error":{"type":"invalid_request_error","message":"prompt is too long: 208310 tokens > 200000 maximum"}}"#;
+        let ProviderError::Upstream(e) = upstream_error("p", StatusCode::BAD_REQUEST, None, anthropic, None) else {
+            panic!()
+        };
+        assert_eq!(e.code.as_deref(), Some("context_length_exceeded"));
 
         for (body, expected) in [
             (&br#"{"error":"model not loaded"}"#[..], "model not loaded"),

@@ -19,10 +19,7 @@ use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest,
 
 pub struct OpenAiCompatible {
     name: String,
-    /// Parsed once: reqwest would otherwise parse (and IDNA-map) the URL on every request.
-    chat_url: reqwest::Url,
-    completions_url: reqwest::Url,
-    embeddings_url: reqwest::Url,
+    endpoints: Endpoints,
     /// Authentication and configured extra headers, built once.
     headers: HeaderMap,
     /// Kept to scrub it from upstream error messages.
@@ -33,17 +30,70 @@ pub struct OpenAiCompatible {
     client: reqwest::Client,
 }
 
+/// Where requests go: fixed URLs, or Azure's URL per deployment (the upstream model id).
+enum Endpoints {
+    /// Parsed once: reqwest would otherwise parse (and IDNA-map) the URL on every request.
+    Fixed { chat: reqwest::Url, completions: reqwest::Url, embeddings: reqwest::Url },
+    /// `{base}/openai/deployments/{deployment}/{path}?api-version={version}`.
+    Azure { base: reqwest::Url, api_version: String },
+}
+
+#[derive(Clone, Copy)]
+enum Api {
+    Chat,
+    Completions,
+    Embeddings,
+}
+
+impl Endpoints {
+    fn url(&self, api: Api, model: &str) -> reqwest::Url {
+        match self {
+            Self::Fixed { chat, completions, embeddings } => match api {
+                Api::Chat => chat.clone(),
+                Api::Completions => completions.clone(),
+                Api::Embeddings => embeddings.clone(),
+            },
+            Self::Azure { base, api_version } => {
+                let mut url = base.clone();
+                if let Ok(mut segments) = url.path_segments_mut() {
+                    segments.pop_if_empty().extend(["openai", "deployments", model]);
+                    match api {
+                        Api::Chat => segments.extend(["chat", "completions"]),
+                        Api::Completions => segments.push("completions"),
+                        Api::Embeddings => segments.push("embeddings"),
+                    };
+                }
+                url.query_pairs_mut().append_pair("api-version", api_version);
+                url
+            }
+        }
+    }
+}
+
+/// Azure OpenAI's current GA data-plane version.
+pub const AZURE_API_VERSION: &str = "2024-10-21";
+
 impl OpenAiCompatible {
     pub fn new(name: &str, config: &ProviderConfig, client: reqwest::Client) -> Self {
         let preset = preset(config.kind);
         let base = config.base_url.as_deref().unwrap_or(preset.base_url).trim_end_matches('/');
         let api_key = config.api_key.as_ref().and_then(|k| k.expose()).map(str::to_owned);
         let mut headers = HeaderMap::new();
-        if let Some(key) = &api_key
-            && let Ok(mut value) = HeaderValue::try_from(format!("Bearer {key}"))
+        let bearer = match preset.auth {
+            Auth::AzureKey => config.azure_ad_token.as_ref().and_then(|t| t.expose()),
+            Auth::Bearer | Auth::OptionalBearer => api_key.as_deref(),
+        };
+        if let Some(token) = bearer
+            && let Ok(mut value) = HeaderValue::try_from(format!("Bearer {token}"))
         {
             value.set_sensitive(true);
             headers.insert(header::AUTHORIZATION, value);
+        } else if preset.auth == Auth::AzureKey
+            && let Some(key) = &api_key
+            && let Ok(mut value) = HeaderValue::try_from(key.as_str())
+        {
+            value.set_sensitive(true);
+            headers.insert("api-key", value);
         }
         for (name, value) in &config.headers {
             if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
@@ -51,10 +101,10 @@ impl OpenAiCompatible {
                 headers.insert(name, value);
             }
         }
-        let missing_key_env = match (preset.auth, &api_key) {
-            (Auth::Bearer, None) => Some(
-                config.api_key.as_ref().and_then(|k| k.env_name()).unwrap_or("the provider's `api_key`").to_owned(),
-            ),
+        let missing_key_env = match preset.auth {
+            Auth::Bearer | Auth::AzureKey if !headers.contains_key(header::AUTHORIZATION) && !headers.contains_key("api-key") => {
+                Some(config.api_key.as_ref().and_then(|k| k.env_name()).unwrap_or("the provider's `api_key`").to_owned())
+            }
             _ => None,
         };
         // The config loader checked that the base URL parses; the placeholder only serves tests
@@ -63,17 +113,18 @@ impl OpenAiCompatible {
             reqwest::Url::parse(&format!("{base}{path}"))
                 .unwrap_or_else(|_| reqwest::Url::parse("http://invalid./").expect("valid"))
         };
-        Self {
-            name: name.to_owned(),
-            chat_url: url("/chat/completions"),
-            completions_url: url("/completions"),
-            embeddings_url: url("/embeddings"),
-            headers,
-            api_key,
-            missing_key_env,
-            quirks: preset.quirks,
-            client,
-        }
+        let endpoints = match preset.auth {
+            Auth::AzureKey => Endpoints::Azure {
+                base: url(""),
+                api_version: config.api_version.clone().unwrap_or_else(|| AZURE_API_VERSION.to_owned()),
+            },
+            _ => Endpoints::Fixed {
+                chat: url("/chat/completions"),
+                completions: url("/completions"),
+                embeddings: url("/embeddings"),
+            },
+        };
+        Self { name: name.to_owned(), endpoints, headers, api_key, missing_key_env, quirks: preset.quirks, client }
     }
 
     fn check_credentials(&self) -> Result<(), ProviderError> {
@@ -83,10 +134,10 @@ impl OpenAiCompatible {
         }
     }
 
-    async fn post(&self, url: &reqwest::Url, body: &impl Serialize) -> Result<reqwest::Response, ProviderError> {
+    async fn post(&self, api: Api, model: &str, body: &impl Serialize) -> Result<reqwest::Response, ProviderError> {
         self.check_credentials()?;
         let body = serde_json::to_vec(body).map_err(|e| ProviderError::invalid_response(&self.name, e.to_string()))?;
-        post_json(&self.name, &self.client, url.clone(), self.headers.clone(), body).await
+        post_json(&self.name, &self.client, self.endpoints.url(api, model), self.headers.clone(), body).await
     }
 
     async fn json_reply(&self, response: reqwest::Response) -> Result<JsonReply, ProviderError> {
@@ -160,17 +211,17 @@ impl Provider for OpenAiCompatible {
 
     async fn chat(&self, request: &ChatCompletionRequest) -> Result<Reply, ProviderError> {
         let request = self.adapt(request)?;
-        let response = self.post(&self.chat_url, &*request).await?;
+        let response = self.post(Api::Chat, &request.model, &*request).await?;
         self.reply(response, request.is_stream()).await
     }
 
     async fn completion(&self, request: &CompletionRequest) -> Result<Reply, ProviderError> {
-        let response = self.post(&self.completions_url, request).await?;
+        let response = self.post(Api::Completions, &request.model, request).await?;
         self.reply(response, request.is_stream()).await
     }
 
     async fn embeddings(&self, request: &EmbeddingsRequest) -> Result<JsonReply, ProviderError> {
-        let response = self.post(&self.embeddings_url, request).await?;
+        let response = self.post(Api::Embeddings, &request.model, request).await?;
         self.json_reply(response).await
     }
 }
@@ -213,8 +264,7 @@ mod tests {
     use serde_json::json;
 
     fn adapter(kind: ProviderKind) -> OpenAiCompatible {
-        let config =
-            ProviderConfig { kind, base_url: None, api_key: Some(Secret::literal("k")), headers: Default::default() };
+        let config = ProviderConfig { api_key: Some(Secret::literal("k")), ..ProviderConfig::new(kind) };
         OpenAiCompatible::new("p", &config, reqwest::Client::new())
     }
 
@@ -251,6 +301,35 @@ mod tests {
     }
 
     #[test]
+    fn azure_posts_to_the_deployment_with_its_api_version_and_key() {
+        let config = ProviderConfig {
+            base_url: Some("https://contoso.openai.azure.com/".into()),
+            api_key: Some(Secret::literal("azure-key")),
+            ..ProviderConfig::new(ProviderKind::Azure)
+        };
+        let azure = OpenAiCompatible::new("azure", &config, reqwest::Client::new());
+        assert_eq!(
+            azure.endpoints.url(Api::Chat, "gpt 4o/x").as_str(),
+            "https://contoso.openai.azure.com/openai/deployments/gpt%204o%2Fx/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(azure.headers.get("api-key").unwrap(), "azure-key");
+        assert!(azure.headers.get(header::AUTHORIZATION).is_none());
+
+        let config = ProviderConfig {
+            base_url: Some("https://contoso.openai.azure.com".into()),
+            azure_ad_token: Some(Secret::literal("entra")),
+            api_version: Some("2025-01-01-preview".into()),
+            ..ProviderConfig::new(ProviderKind::Azure)
+        };
+        let azure = OpenAiCompatible::new("azure", &config, reqwest::Client::new());
+        assert!(azure.is_configured());
+        assert_eq!(azure.headers.get(header::AUTHORIZATION).unwrap(), "Bearer entra");
+        assert!(azure.endpoints.url(Api::Embeddings, "emb").as_str().ends_with("/openai/deployments/emb/embeddings?api-version=2025-01-01-preview"));
+        let unconfigured = OpenAiCompatible::new("azure", &ProviderConfig::new(ProviderKind::Azure), reqwest::Client::new());
+        assert!(!unconfigured.is_configured());
+    }
+
+    #[test]
     fn every_preset_has_an_absolute_base_url() {
         for kind in ProviderKind::PRESETS {
             assert!(reqwest::Url::parse(preset(kind).base_url).is_ok(), "{kind:?}");
@@ -260,10 +339,8 @@ mod tests {
     #[test]
     fn a_missing_required_key_fails_fast_naming_the_variable() {
         let config = ProviderConfig {
-            kind: ProviderKind::Groq,
-            base_url: None,
             api_key: Some(Secret::parse("env::GROQ_API_KEY", |_| None)),
-            headers: Default::default(),
+            ..ProviderConfig::new(ProviderKind::Groq)
         };
         let adapter = OpenAiCompatible::new("groq", &config, reqwest::Client::new());
         assert!(!adapter.is_configured());

@@ -9,6 +9,8 @@ pub enum Auth {
     Bearer,
     /// A bearer key is sent when configured (local servers such as vLLM may not need one).
     OptionalBearer,
+    /// Azure: an `api-key` header, or `Authorization: Bearer` with an Entra ID token; one is required.
+    AzureKey,
 }
 
 /// Where a provider departs from OpenAI. Each flag is from the provider's API reference.
@@ -48,7 +50,7 @@ const COMPAT: Quirks = Quirks {
 };
 
 pub fn preset(kind: ProviderKind) -> Preset {
-    use Auth::{Bearer, OptionalBearer};
+    use Auth::{AzureKey, Bearer, OptionalBearer};
     let (base_url, auth, quirks) = match kind {
         ProviderKind::Openai => ("https://api.openai.com/v1", Bearer, Quirks::default()),
         ProviderKind::Mistral => (
@@ -87,6 +89,13 @@ pub fn preset(kind: ProviderKind) -> Preset {
         ProviderKind::Vllm => ("http://127.0.0.1:8000/v1", OptionalBearer, COMPAT),
         ProviderKind::Huggingface => ("https://router.huggingface.co/v1", Bearer, COMPAT),
         ProviderKind::OpenaiCompatible => ("", OptionalBearer, Quirks::default()),
+        ProviderKind::Azure => ("", AzureKey, Quirks::default()),
+        // Native adapters have no preset here; they are never built from one.
+        ProviderKind::Anthropic
+        | ProviderKind::Gemini
+        | ProviderKind::VertexAi
+        | ProviderKind::Bedrock
+        | ProviderKind::Cohere => ("", OptionalBearer, Quirks::default()),
     };
     Preset { base_url, auth, quirks }
 }
