@@ -118,7 +118,9 @@ impl Plan<'_> {
             Family::Cohere { .. } => self
                 .texts
                 .chunks(COHERE_BATCH)
-                .map(|texts| encode(&CohereRequest { texts, input_type: self.input_type, output_dimension: self.dimensions }))
+                .map(|texts| {
+                    encode(&CohereRequest { texts, input_type: self.input_type, output_dimension: self.dimensions })
+                })
                 .collect(),
         }
     }
@@ -128,7 +130,6 @@ fn encode(body: &impl Serialize) -> Vec<u8> {
     // Serialising structs of strings and numbers cannot fail.
     serde_json::to_vec(body).unwrap_or_default()
 }
-
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -190,7 +191,8 @@ pub fn list(
     model: &str,
     answers: &[Answer],
 ) -> Result<(bytes::Bytes, Usage), ProviderError> {
-    let bad = |e: serde_json::Error| ProviderError::invalid_response(provider, format!("not an embeddings answer: {e}"));
+    let bad =
+        |e: serde_json::Error| ProviderError::invalid_response(provider, format!("not an embeddings answer: {e}"));
     let mut vectors: Vec<&RawValue> = Vec::with_capacity(plan.texts.len());
     let mut tokens = 0u64;
     for answer in answers {
@@ -229,8 +231,9 @@ pub fn list(
 
 /// A vector as OpenAI's base64: little-endian f32s.
 fn packed(provider: &str, raw: &RawValue) -> Result<String, ProviderError> {
-    let floats: Vec<f32> = serde_json::from_str(raw.get())
-        .map_err(|e| ProviderError::invalid_response(provider, format!("an embedding is not a list of numbers: {e}")))?;
+    let floats: Vec<f32> = serde_json::from_str(raw.get()).map_err(|e| {
+        ProviderError::invalid_response(provider, format!("an embedding is not a list of numbers: {e}"))
+    })?;
     let bytes: Vec<u8> = floats.iter().flat_map(|f| f.to_le_bytes()).collect();
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
@@ -261,7 +264,10 @@ mod tests {
             ]
         );
         let answers = [
-            answer(json!({"embedding": [0.1, -0.2], "inputTextTokenCount": 2, "embeddingsByType": {"float": [0.1, -0.2]}}), None),
+            answer(
+                json!({"embedding": [0.1, -0.2], "inputTextTokenCount": 2, "embeddingsByType": {"float": [0.1, -0.2]}}),
+                None,
+            ),
             answer(json!({"embedding": [0.3, 0.4], "inputTextTokenCount": 3}), None),
         ];
         let (body, usage) = list("b", &plan, "amazon.titan-embed-text-v2:0", &answers).unwrap();
@@ -291,13 +297,18 @@ mod tests {
         assert_eq!(bodies[0]["texts"].as_array().unwrap().len(), 96);
         assert_eq!(bodies[1], json!({"texts": ["t96", "t97", "t98", "t99"], "input_type": "search_query"}));
 
-        let r = request(json!({"model": "cohere.embed-v4:0", "input": "x", "encoding_format": "base64", "dimensions": 256}));
+        let r = request(
+            json!({"model": "cohere.embed-v4:0", "input": "x", "encoding_format": "base64", "dimensions": 256}),
+        );
         let plan = super::plan("b", &r).unwrap();
         assert_eq!(
             serde_json::from_slice::<Value>(&plan.bodies()[0]).unwrap(),
             json!({"texts": ["x"], "input_type": "search_document", "output_dimension": 256})
         );
-        let answers = [answer(json!({"id": "i", "embeddings": {"float": [[1.0, -2.0]]}, "response_type": "embeddings_by_type"}), Some(1))];
+        let answers = [answer(
+            json!({"id": "i", "embeddings": {"float": [[1.0, -2.0]]}, "response_type": "embeddings_by_type"}),
+            Some(1),
+        )];
         let (body, _) = list("b", &plan, "cohere.embed-v4:0", &answers).unwrap();
         let body: Value = serde_json::from_slice(&body).unwrap();
         // 1.0f32 and -2.0f32, little-endian.
@@ -305,7 +316,8 @@ mod tests {
         assert_eq!(body["usage"]["prompt_tokens"], 1);
         let v3 = request(json!({"model": "cohere.embed-english-v3", "input": ["x"]}));
         let plan = super::plan("b", &v3).unwrap();
-        let answers = [answer(json!({"embeddings": [[0.5]], "response_type": "embeddings_floats", "texts": ["x"]}), Some(1))];
+        let answers =
+            [answer(json!({"embeddings": [[0.5]], "response_type": "embeddings_floats", "texts": ["x"]}), Some(1))];
         let (body, _) = list("b", &plan, "cohere.embed-english-v3", &answers).unwrap();
         assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["data"][0]["embedding"], json!([0.5]));
     }
@@ -316,12 +328,21 @@ mod tests {
             ProviderError::Unsupported { param, .. } | ProviderError::InvalidRequest { param, .. } => param,
             other => panic!("{other:?}"),
         };
-        assert_eq!(refused(json!({"model": "amazon.titan-embed-text-v1", "input": "x", "dimensions": 8})), "dimensions");
+        assert_eq!(
+            refused(json!({"model": "amazon.titan-embed-text-v1", "input": "x", "dimensions": 8})),
+            "dimensions"
+        );
         assert_eq!(refused(json!({"model": "cohere.embed-english-v3", "input": "x", "dimensions": 8})), "dimensions");
         assert_eq!(refused(json!({"model": "amazon.titan-embed-text-v2:0", "input": [1, 2]})), "input");
         assert_eq!(refused(json!({"model": "meta.llama3", "input": "x"})), "model");
-        assert_eq!(refused(json!({"model": "amazon.titan-embed-text-v2:0", "input": "x", "input_type": "q"})), "input_type");
-        assert_eq!(refused(json!({"model": "amazon.titan-embed-text-v2:0", "input": "x", "encoding_format": "int8"})), "encoding_format");
+        assert_eq!(
+            refused(json!({"model": "amazon.titan-embed-text-v2:0", "input": "x", "input_type": "q"})),
+            "input_type"
+        );
+        assert_eq!(
+            refused(json!({"model": "amazon.titan-embed-text-v2:0", "input": "x", "encoding_format": "int8"})),
+            "encoding_format"
+        );
     }
 
     #[test]

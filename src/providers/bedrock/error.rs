@@ -33,7 +33,9 @@ impl Scrub {
 /// or the body's `__type` (`com.amazon.coral.service#UnrecognizedClientException`).
 fn error_type(headers: &HeaderMap, body_type: Option<&str>) -> Option<String> {
     let header = headers.get("x-amzn-errortype").and_then(|v| v.to_str().ok());
-    let raw = header.map(|h| h.split(':').next().unwrap_or(h)).or_else(|| body_type.map(|t| t.rsplit('#').next().unwrap_or(t)))?;
+    let raw = header
+        .map(|h| h.split(':').next().unwrap_or(h))
+        .or_else(|| body_type.map(|t| t.rsplit('#').next().unwrap_or(t)))?;
     let name = raw.trim();
     (!name.is_empty()).then(|| name.to_owned())
 }
@@ -138,7 +140,8 @@ mod tests {
             headers.insert("x-amzn-errortype", HeaderValue::from_str(t).unwrap());
         }
         headers.insert("retry-after", HeaderValue::from_static("3"));
-        let scrub = Scrub { secret_access_key: Some("SECRET/KEY+xyz".into()), access_key_id: Some("AKIDEXAMPLE".into()) };
+        let scrub =
+            Scrub { secret_access_key: Some("SECRET/KEY+xyz".into()), access_key_id: Some("AKIDEXAMPLE".into()) };
         let error = scrub.apply(upstream_error_as(
             "b",
             StatusCode::from_u16(status).unwrap(),
@@ -167,7 +170,11 @@ mod tests {
 
     #[test]
     fn throttling_keeps_retry_after_and_context_errors_get_openais_code() {
-        let e = upstream(429, Some("ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/"), r#"{"message":"Too many requests, please wait before trying again."}"#);
+        let e = upstream(
+            429,
+            Some("ThrottlingException:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+            r#"{"message":"Too many requests, please wait before trying again."}"#,
+        );
         assert_eq!((e.status, e.retry_after.as_ref().unwrap().to_str().unwrap()), (StatusCode::TOO_MANY_REQUESTS, "3"));
         for message in ["Input is too long for requested model.", "too many input tokens"] {
             let e = upstream(400, Some("ValidationException"), &format!(r#"{{"message":"{message}"}}"#));
@@ -190,7 +197,10 @@ mod tests {
             None,
             r#"{"__type":"com.amazon.coral.service#AccessDeniedException","Message":"User is not authorized"}"#,
         );
-        assert_eq!((e.status, e.code.as_deref(), e.message.as_str()), (StatusCode::UNAUTHORIZED, Some("AccessDeniedException"), "User is not authorized"));
+        assert_eq!(
+            (e.status, e.code.as_deref(), e.message.as_str()),
+            (StatusCode::UNAUTHORIZED, Some("AccessDeniedException"), "User is not authorized")
+        );
     }
 
     #[test]
@@ -209,7 +219,9 @@ mod tests {
             assert_eq!((e.status.as_u16(), e.message.as_str()), (status, "boom"), "{kind}");
             assert_eq!(e.code.as_deref(), Some(capitalized(kind).as_str()));
         }
-        let ProviderError::Upstream(e) = stream_error("b", Some("InternalFailure"), Some("bad"), &scrub) else { panic!() };
+        let ProviderError::Upstream(e) = stream_error("b", Some("InternalFailure"), Some("bad"), &scrub) else {
+            panic!()
+        };
         assert_eq!((e.status.as_u16(), e.message.as_str()), (500, "bad"));
     }
 }

@@ -46,7 +46,8 @@ where
                     Ok(DecodedFrame::Incomplete) => {}
                     Err(e) => {
                         s.done = true;
-                        let error = ProviderError::invalid_response(&s.provider, format!("bad event-stream frame: {e}"));
+                        let error =
+                            ProviderError::invalid_response(&s.provider, format!("bad event-stream frame: {e}"));
                         return Some((Err(error), s));
                     }
                 }
@@ -64,7 +65,8 @@ where
                 None => {
                     s.done = true;
                     if s.partial {
-                        let error = ProviderError::invalid_response(&s.provider, "the stream ended inside an event frame");
+                        let error =
+                            ProviderError::invalid_response(&s.provider, "the stream ended inside an event frame");
                         return Some((Err(error), s));
                     }
                     return None;
@@ -104,7 +106,10 @@ pub mod tests {
             let out = decode(chunks).await;
             assert_eq!(out.len(), 2);
             let payloads: Vec<&[u8]> = out.iter().map(|m| &m.as_ref().unwrap().payload()[..]).collect();
-            assert_eq!(payloads, [&br#"{"role":"assistant"}"#[..], br#"{"contentBlockIndex":0,"delta":{"text":"Hi"}}"#]);
+            assert_eq!(
+                payloads,
+                [&br#"{"role":"assistant"}"#[..], br#"{"contentBlockIndex":0,"delta":{"text":"Hi"}}"#]
+            );
         }
     }
 

@@ -70,29 +70,29 @@ impl Bedrock {
             .or_else(|| env("AWS_REGION"))
             .or_else(|| env("AWS_DEFAULT_REGION"))
             .unwrap_or_else(|| "us-east-1".to_owned());
-        let base = config
-            .base_url
-            .clone()
-            .unwrap_or_else(|| format!("https://bedrock-runtime.{region}.amazonaws.com"));
+        let base = config.base_url.clone().unwrap_or_else(|| format!("https://bedrock-runtime.{region}.amazonaws.com"));
         let base = reqwest::Url::parse(base.trim_end_matches('/')).ok();
         let credentials = Credentials::resolve(config);
         let scrub = Scrub {
             secret_access_key: credentials.as_ref().ok().map(|c| c.secret_access_key.clone()),
             access_key_id: credentials.as_ref().ok().map(|c| c.access_key_id.clone()),
         };
-        let signer = credentials.map(|c| {
-            Signer::new(&c.access_key_id, &c.secret_access_key, c.session_token.as_deref(), &region, SERVICE)
-        });
+        let signer = credentials
+            .map(|c| Signer::new(&c.access_key_id, &c.secret_access_key, c.session_token.as_deref(), &region, SERVICE));
         Self { name: name.to_owned(), base, signer, scrub, client }
     }
 
     /// `{endpoint}/model/{model id, percent-encoded}/{operation}`.
     fn url(&self, model: &str, operation: Operation) -> Result<reqwest::Url, ProviderError> {
         let Some(base) = &self.base else {
-            return Err(ProviderError::Connect { provider: self.name.clone(), detail: "`base_url` is not a URL".into() });
+            return Err(ProviderError::Connect {
+                provider: self.name.clone(),
+                detail: "`base_url` is not a URL".into(),
+            });
         };
         let mut url = base.clone();
-        let path = format!("{}/model/{}/{}", base.path().trim_end_matches('/'), encode_segment(model), operation.path());
+        let path =
+            format!("{}/model/{}/{}", base.path().trim_end_matches('/'), encode_segment(model), operation.path());
         url.set_path(&path);
         Ok(url)
     }
@@ -269,7 +269,8 @@ mod tests {
             b.url("anthropic.claude-3-haiku-20240307-v1:0", Operation::Converse).unwrap().as_str(),
             "https://bedrock-runtime.eu-west-3.amazonaws.com/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse"
         );
-        let arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-sonnet-20241022-v2:0";
+        let arn =
+            "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-sonnet-20241022-v2:0";
         assert_eq!(
             b.url(arn, Operation::ConverseStream).unwrap().path(),
             "/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A123456789012%3Ainference-profile%2Fus.anthropic.claude-3-5-sonnet-20241022-v2%3A0/converse-stream"

@@ -10,8 +10,9 @@
 //! - JSON mode and structured output force a tool whose input schema is the wanted schema (the way
 //!   Anthropic's models do structured output on Bedrock); the tool's input is the answer's text. It
 //!   cannot be combined with the client's own tools;
-//! - `metadata` becomes `requestMetadata` (Bedrock's invocation-log tags); `user` and
-//!   `stream_options` have no effect on the answer and are not sent (usage is always reported);
+//! - `metadata` becomes `requestMetadata` (Bedrock's invocation-log tags); `user`, message `name`s,
+//!   an image's `detail` and `stream_options` have no Converse counterpart and do not change the
+//!   answer, so they are not sent (usage is always reported);
 //! - what Converse cannot do (`n` > 1, log probabilities, `logit_bias`, penalties, `seed`,
 //!   `parallel_tool_calls: false`, audio and file parts, image URLs, unknown parameters) is a 400
 //!   naming the parameter. A tool's `strict` flag is a best-effort hint and is not sent.
@@ -23,9 +24,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::openai::ChatMessage;
+use crate::openai::Extra;
 use crate::openai::chat::{ChatCompletionRequest, ResponseFormat, ToolChoice, ToolChoiceMode};
 use crate::openai::content::{ContentPart, MessageContent};
-use crate::openai::Extra;
 use crate::providers::ProviderError;
 use crate::providers::native::{data_url, no_choices_beyond_one};
 
@@ -212,7 +213,10 @@ pub fn converse<'a>(provider: &str, request: &'a ChatCompletionRequest) -> Resul
                 }
                 for (j, call) in m.tool_calls.iter().flatten().enumerate() {
                     has_tool_blocks = true;
-                    let input = arguments(&format!("messages[{i}].tool_calls[{j}].function.arguments"), &call.function.arguments)?;
+                    let input = arguments(
+                        &format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                        &call.function.arguments,
+                    )?;
                     blocks.push(Block::ToolUse(ToolUse { tool_use_id: &call.id, name: &call.function.name, input }));
                 }
                 (Role::Assistant, blocks)
@@ -328,7 +332,8 @@ fn user_blocks<'a>(provider: &str, i: usize, content: &'a MessageContent) -> Res
             .map(|(j, part)| match part {
                 ContentPart::Text { text } => Ok(Block::Text(text)),
                 ContentPart::ImageUrl { image_url } => {
-                    image(provider, &format!("messages[{i}].content[{j}].image_url.url"), &image_url.url).map(Block::Image)
+                    image(provider, &format!("messages[{i}].content[{j}].image_url.url"), &image_url.url)
+                        .map(Block::Image)
                 }
                 other => Err(unsupported_part(provider, i, j, other)),
             })
@@ -360,7 +365,11 @@ fn assistant_text<'a>(
     Ok(())
 }
 
-fn result_blocks<'a>(provider: &str, i: usize, content: &'a MessageContent) -> Result<Vec<ResultBlock<'a>>, ProviderError> {
+fn result_blocks<'a>(
+    provider: &str,
+    i: usize,
+    content: &'a MessageContent,
+) -> Result<Vec<ResultBlock<'a>>, ProviderError> {
     match content {
         MessageContent::Text(text) => Ok(vec![ResultBlock::Text(text)]),
         MessageContent::Parts(parts) => parts
@@ -403,11 +412,7 @@ fn image<'a>(provider: &str, param: &str, url: &'a str) -> Result<Image<'a>, Pro
         "image/gif" => "gif",
         "image/webp" => "webp",
         _ => {
-            return Err(ProviderError::unsupported(
-                provider,
-                param,
-                "Bedrock takes PNG, JPEG, GIF and WebP images",
-            ));
+            return Err(ProviderError::unsupported(provider, param, "Bedrock takes PNG, JPEG, GIF and WebP images"));
         }
     };
     Ok(Image { format, source: ImageSource { bytes: data.data } })
@@ -433,9 +438,11 @@ fn tool_config<'a>(
 ) -> Result<(Option<ToolConfig<'a>>, bool), ProviderError> {
     let tools = request.tools.as_deref().unwrap_or_default();
     let json_tool = match &request.response_format {
-        Some(ResponseFormat::JsonObject) => {
-            Some(ToolSpec { name: JSON_OBJECT_TOOL, description: Some("Answer with a JSON object."), input_schema: Schema { json: &JSON_OBJECT } })
-        }
+        Some(ResponseFormat::JsonObject) => Some(ToolSpec {
+            name: JSON_OBJECT_TOOL,
+            description: Some("Answer with a JSON object."),
+            input_schema: Schema { json: &JSON_OBJECT },
+        }),
         Some(ResponseFormat::JsonSchema { json_schema }) => Some(ToolSpec {
             name: &json_schema.name,
             description: json_schema.description.as_deref(),
@@ -452,7 +459,8 @@ fn tool_config<'a>(
             ));
         }
         let name = spec.name;
-        let config = ToolConfig { tools: vec![ToolEntry { tool_spec: spec }], tool_choice: Some(Choice::Tool { name }) };
+        let config =
+            ToolConfig { tools: vec![ToolEntry { tool_spec: spec }], tool_choice: Some(Choice::Tool { name }) };
         return Ok((Some(config), true));
     }
     let choice = match &request.tool_choice {
@@ -607,7 +615,10 @@ mod tests {
         let tools = json!([{"type": "function", "function": {"name": "f"}}]);
         let choice = |c: Value| body(&request(json!({"tools": tools, "tool_choice": c})))["toolConfig"].clone();
         assert_eq!(choice(json!("required"))["toolChoice"], json!({"any": {}}));
-        assert_eq!(choice(json!({"type": "function", "function": {"name": "f"}}))["toolChoice"], json!({"tool": {"name": "f"}}));
+        assert_eq!(
+            choice(json!({"type": "function", "function": {"name": "f"}}))["toolChoice"],
+            json!({"tool": {"name": "f"}})
+        );
         // No parameters: an empty object schema, as Converse requires one.
         assert_eq!(
             choice(json!("auto"))["tools"][0],
@@ -630,7 +641,9 @@ mod tests {
     #[test]
     fn json_mode_forces_a_tool() {
         let schema = json!({"type": "object", "properties": {"a": {"type": "integer"}}});
-        let r = request(json!({"response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}}));
+        let r = request(
+            json!({"response_format": {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}}),
+        );
         let converse = converse("b", &r).unwrap();
         assert!(converse.json_mode);
         assert_eq!(

@@ -159,7 +159,10 @@ mod tests {
         );
         assert_eq!(out["object"], "chat.completion");
         assert_eq!(out["model"], "model-x");
-        assert_eq!(out["choices"][0]["message"], json!({"role": "assistant", "content": "Hello there", "refusal": null}));
+        assert_eq!(
+            out["choices"][0]["message"],
+            json!({"role": "assistant", "content": "Hello there", "refusal": null})
+        );
         assert_eq!(out["choices"][0]["finish_reason"], "stop");
         assert_eq!(
             out["usage"],

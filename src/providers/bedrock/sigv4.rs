@@ -98,8 +98,7 @@ mod tests {
 
     #[test]
     fn get_vanilla() {
-        let headers =
-            suite_signer(None).sign("GET", "https://example.amazonaws.com/", &[], b"", suite_time()).unwrap();
+        let headers = suite_signer(None).sign("GET", "https://example.amazonaws.com/", &[], b"", suite_time()).unwrap();
         assert_eq!(headers["x-amz-date"], "20150830T123600Z");
         assert_eq!(
             authorization(&headers),
@@ -147,10 +146,7 @@ mod tests {
                 suite_time(),
             )
             .unwrap();
-        assert_eq!(
-            headers["x-amz-content-sha256"],
-            "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e"
-        );
+        assert_eq!(headers["x-amz-content-sha256"], "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e");
         assert_eq!(
             authorization(&headers),
             "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/service/aws4_request, \
@@ -183,7 +179,9 @@ mod tests {
         let a = signer.sign("POST", url, &[("content-type", "application/json")], b"{}", suite_time()).unwrap();
         let b = signer.sign("POST", url, &[("content-type", "application/json")], b"{}", suite_time()).unwrap();
         assert_eq!(a["authorization"], b["authorization"]);
-        assert!(authorization(&a).contains("/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date,"));
+        assert!(
+            authorization(&a).contains("/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date,")
+        );
         let other = "http://127.0.0.1:8081/model/anthropic.claude-3-haiku-20240307-v1%3A0/converse";
         let c = signer.sign("POST", other, &[("content-type", "application/json")], b"{}", suite_time()).unwrap();
         assert_ne!(a["authorization"], c["authorization"]);

@@ -307,7 +307,11 @@ mod tests {
             .iter()
             .map(|c| {
                 let v: Value = serde_json::from_slice(c).unwrap();
-                if v["choices"].as_array().unwrap().is_empty() { json!({"usage": v["usage"]}) } else { v["choices"][0].clone() }
+                if v["choices"].as_array().unwrap().is_empty() {
+                    json!({"usage": v["usage"]})
+                } else {
+                    v["choices"][0].clone()
+                }
             })
             .collect();
         (chunks, error)
@@ -326,7 +330,10 @@ mod tests {
                 event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": ", \"world\""}})),
                 event("contentBlockStop", json!({"contentBlockIndex": 0})),
                 event("messageStop", json!({"stopReason": "end_turn"})),
-                event("metadata", json!({"usage": {"inputTokens": 8, "outputTokens": 3, "totalTokens": 11}, "metrics": {"latencyMs": 250}})),
+                event(
+                    "metadata",
+                    json!({"usage": {"inputTokens": 8, "outputTokens": 3, "totalTokens": 11}, "metrics": {"latencyMs": 250}}),
+                ),
             ],
             false,
         );
@@ -346,11 +353,23 @@ mod tests {
                 event("messageStart", json!({"role": "assistant"})),
                 event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"text": "Checking."}})),
                 event("contentBlockStop", json!({"contentBlockIndex": 0})),
-                event("contentBlockStart", json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "tooluse_a", "name": "weather"}}})),
-                event("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"city\":"}}})),
-                event("contentBlockDelta", json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "\"Paris\"}"}}})),
+                event(
+                    "contentBlockStart",
+                    json!({"contentBlockIndex": 1, "start": {"toolUse": {"toolUseId": "tooluse_a", "name": "weather"}}}),
+                ),
+                event(
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "{\"city\":"}}}),
+                ),
+                event(
+                    "contentBlockDelta",
+                    json!({"contentBlockIndex": 1, "delta": {"toolUse": {"input": "\"Paris\"}"}}}),
+                ),
                 event("contentBlockStop", json!({"contentBlockIndex": 1})),
-                event("contentBlockStart", json!({"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "tooluse_b", "name": "time"}}})),
+                event(
+                    "contentBlockStart",
+                    json!({"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "tooluse_b", "name": "time"}}}),
+                ),
                 event("contentBlockDelta", json!({"contentBlockIndex": 2, "delta": {"toolUse": {"input": "{}"}}})),
                 event("contentBlockStop", json!({"contentBlockIndex": 2})),
                 event("messageStop", json!({"stopReason": "tool_use"})),
@@ -377,7 +396,10 @@ mod tests {
         let (chunks, error) = run(
             vec![
                 event("messageStart", json!({"role": "assistant"})),
-                event("contentBlockStart", json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "t", "name": "json_object"}}})),
+                event(
+                    "contentBlockStart",
+                    json!({"contentBlockIndex": 0, "start": {"toolUse": {"toolUseId": "t", "name": "json_object"}}}),
+                ),
                 event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": "{\"a\":"}}})),
                 event("contentBlockDelta", json!({"contentBlockIndex": 0, "delta": {"toolUse": {"input": "1}"}}})),
                 event("contentBlockStop", json!({"contentBlockIndex": 0})),
@@ -415,7 +437,9 @@ mod tests {
             false,
         );
         assert_eq!(chunks.len(), 2);
-        assert!(matches!(error, Some(ProviderError::InvalidResponse { ref detail, .. }) if detail.contains("messageStop")));
+        assert!(
+            matches!(error, Some(ProviderError::InvalidResponse { ref detail, .. }) if detail.contains("messageStop"))
+        );
     }
 
     #[test]
