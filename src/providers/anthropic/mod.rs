@@ -15,7 +15,7 @@ mod stream;
 use async_trait::async_trait;
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-use super::native::translated;
+use super::native::{Codec, translated};
 use super::transport::{post_json, read_error_as, sse_events, transport_error};
 use super::{JsonReply, Provider, ProviderError, Reply};
 use crate::config::ProviderConfig;
@@ -89,7 +89,7 @@ impl Provider for Anthropic {
     }
 
     async fn chat(&self, request: &ChatCompletionRequest) -> Result<Reply, ProviderError> {
-        let (body, json_mode) = request::messages_request(&self.name, request)?;
+        let (body, json_mode) = self.encode(request)?;
         self.check_credentials()?;
         let Some(url) = self.messages_url.clone() else {
             return Err(ProviderError::Connect {
@@ -97,8 +97,27 @@ impl Provider for Anthropic {
                 detail: "`base_url` is not a URL".into(),
             });
         };
-        let body = serde_json::to_vec(&body).map_err(|e| ProviderError::invalid_request("messages", e.to_string()))?;
         let response = post_json(&self.name, &self.client, url, self.headers.clone(), body).await?;
+        self.decode(request, json_mode, response).await
+    }
+}
+
+#[async_trait]
+impl Codec for Anthropic {
+    type Context = Option<request::JsonMode>;
+
+    fn encode(&self, request: &ChatCompletionRequest) -> Result<(Vec<u8>, Self::Context), ProviderError> {
+        let (body, json_mode) = request::messages_request(&self.name, request)?;
+        let body = serde_json::to_vec(&body).map_err(|e| ProviderError::invalid_request("messages", e.to_string()))?;
+        Ok((body, json_mode))
+    }
+
+    async fn decode(
+        &self,
+        request: &ChatCompletionRequest,
+        json_mode: Self::Context,
+        response: reqwest::Response,
+    ) -> Result<Reply, ProviderError> {
         if !response.status().is_success() {
             return Err(read_error_as(&self.name, response, self.api_key.as_deref(), error::anthropic_error).await);
         }

@@ -21,7 +21,7 @@ use self::embeddings::{BatchEmbedContents, Embed, Predict};
 use self::request::Flavor;
 use self::response::GenerateContentResponse;
 use self::stream::GeminiStream;
-use super::native::translated;
+use super::native::{Codec, translated};
 use super::transport::{post_json, sse_events, transport_error};
 use super::{JsonReply, Provider, ProviderError, Reply};
 use crate::config::{ProviderConfig, ProviderKind};
@@ -134,12 +134,16 @@ impl Gemini {
     }
 
     async fn post_bytes(&self, url: reqwest::Url, body: Vec<u8>) -> Result<reqwest::Response, ProviderError> {
-        let headers = self.headers().await?;
-        let response = post_json(&self.name, &self.client, url, headers, body).await?;
+        let response = self.send(url, body).await?;
         if !response.status().is_success() {
             return Err(error::read_error(&self.name, response, self.api_key.as_deref()).await);
         }
         Ok(response)
+    }
+
+    async fn send(&self, url: reqwest::Url, body: Vec<u8>) -> Result<reqwest::Response, ProviderError> {
+        let headers = self.headers().await?;
+        post_json(&self.name, &self.client, url, headers, body).await
     }
 
     async fn ok_body(&self, response: reqwest::Response) -> Result<bytes::Bytes, ProviderError> {
@@ -197,20 +201,11 @@ impl Provider for Gemini {
     }
 
     async fn chat(&self, request: &ChatCompletionRequest) -> Result<Reply, ProviderError> {
-        let body = request::body(&self.name, request, self.flavor)?;
+        let (body, ()) = self.encode(request)?;
         let stream = request.is_stream();
         let method = if stream { "streamGenerateContent" } else { "generateContent" };
-        let response = self.post_bytes(self.url(&request.model, method, stream), body).await?;
-        let n = request.n.unwrap_or(1);
-        if stream {
-            let translator = GeminiStream::new(&self.name, self.api_key.as_deref(), &request.model, n);
-            return Ok(Reply::Stream(translated(sse_events(self.name.clone(), response), translator)));
-        }
-        let body = self.ok_body(response).await?;
-        let invalid = |detail: String| ProviderError::invalid_response(&self.name, detail);
-        let parsed: GenerateContentResponse<'_> = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
-        let (body, usage) = response::completion(&parsed, &request.model, n).map_err(invalid)?;
-        Ok(Reply::Json(JsonReply { body, usage }))
+        let response = self.send(self.url(&request.model, method, stream), body).await?;
+        self.decode(request, (), response).await
     }
 
     async fn embeddings(&self, request: &EmbeddingsRequest) -> Result<JsonReply, ProviderError> {
@@ -229,6 +224,36 @@ impl Provider for Gemini {
             }
         };
         reply.map_err(|detail| ProviderError::invalid_response(&self.name, detail))
+    }
+}
+
+#[async_trait]
+impl Codec for Gemini {
+    type Context = ();
+
+    fn encode(&self, request: &ChatCompletionRequest) -> Result<(Vec<u8>, ()), ProviderError> {
+        Ok((request::body(&self.name, request, self.flavor)?, ()))
+    }
+
+    async fn decode(
+        &self,
+        request: &ChatCompletionRequest,
+        (): (),
+        response: reqwest::Response,
+    ) -> Result<Reply, ProviderError> {
+        if !response.status().is_success() {
+            return Err(error::read_error(&self.name, response, self.api_key.as_deref()).await);
+        }
+        let n = request.n.unwrap_or(1);
+        if request.is_stream() {
+            let translator = GeminiStream::new(&self.name, self.api_key.as_deref(), &request.model, n);
+            return Ok(Reply::Stream(translated(sse_events(self.name.clone(), response), translator)));
+        }
+        let body = self.ok_body(response).await?;
+        let invalid = |detail: String| ProviderError::invalid_response(&self.name, detail);
+        let parsed: GenerateContentResponse<'_> = serde_json::from_slice(&body).map_err(|e| invalid(e.to_string()))?;
+        let (body, usage) = response::completion(&parsed, &request.model, n).map_err(invalid)?;
+        Ok(Reply::Json(JsonReply { body, usage }))
     }
 }
 
