@@ -2,11 +2,13 @@
 //! running a stream translator over upstream events, and reading the canonical request's parts.
 
 mod chunk;
+mod codec;
 mod completion;
 mod request;
 mod translate;
 
 pub use chunk::{ChunkWriter, Text};
+pub use codec::Codec;
 pub use completion::{Completion, FinishReason, Message};
 pub use request::{DataUrl, ToolNames, arguments_object, data_url, instructions, no_choices_beyond_one, text_only};
 pub use translate::{Translate, translated};
