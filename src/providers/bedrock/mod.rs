@@ -27,7 +27,7 @@ use super::transport::{post_json, read_error_as, transport_error};
 use super::{JsonReply, Provider, ProviderError, Reply};
 use crate::config::{ProviderConfig, Secret};
 use crate::openai::{ChatCompletionRequest, EmbeddingsRequest};
-use crate::providers::native::{ChunkWriter, completion_id, translated, unix_now};
+use crate::providers::native::{ChunkWriter, Codec, completion_id, translated, unix_now};
 
 const SERVICE: &str = "bedrock";
 const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
@@ -146,25 +146,10 @@ impl Provider for Bedrock {
     }
 
     async fn chat(&self, request: &ChatCompletionRequest) -> Result<Reply, ProviderError> {
-        let converse = request::converse(&self.name, request)?;
-        let body = serde_json::to_vec(&converse.body)
-            .map_err(|e| ProviderError::invalid_request("messages", format!("cannot be encoded: {e}")))?;
-        if !request.is_stream() {
-            let response = self.post(&request.model, Operation::Converse, body).await?;
-            let answer = self.read_ok(response).await?;
-            let (body, usage) = response::completion(&self.name, &request.model, &answer.body, converse.json_mode)?;
-            return Ok(Reply::Json(JsonReply { body, usage }));
-        }
-        let response = self.post(&request.model, Operation::ConverseStream, body).await?;
-        if !response.status().is_success() {
-            return Err(self.error(response).await);
-        }
-        let provider = self.name.clone();
-        let body = response.bytes_stream().map_err(move |e| transport_error(&provider, &e));
-        let messages = eventstream::messages(self.name.clone(), body);
-        let writer = ChunkWriter::new(&completion_id(), &request.model, unix_now());
-        let translator = stream::Translator::new(&self.name, self.scrub.clone(), writer, converse.json_mode);
-        Ok(Reply::Stream(translated(messages, translator)))
+        let (body, json_mode) = self.encode(request)?;
+        let operation = if request.is_stream() { Operation::ConverseStream } else { Operation::Converse };
+        let response = self.post(&request.model, operation, body).await?;
+        self.decode(request, json_mode, response).await
     }
 
     async fn embeddings(&self, request: &EmbeddingsRequest) -> Result<JsonReply, ProviderError> {
@@ -178,6 +163,41 @@ impl Provider for Bedrock {
             futures_util::stream::iter(calls).buffered(embeddings::CONCURRENCY).try_collect().await?;
         let (body, usage) = embeddings::list(&self.name, &plan, &request.model, &answers)?;
         Ok(JsonReply { body, usage: Some(usage) })
+    }
+}
+
+#[async_trait]
+impl Codec for Bedrock {
+    /// JSON mode: the forced tool's input is the answer.
+    type Context = bool;
+
+    fn encode(&self, request: &ChatCompletionRequest) -> Result<(Vec<u8>, Self::Context), ProviderError> {
+        let converse = request::converse(&self.name, request)?;
+        let body = serde_json::to_vec(&converse.body)
+            .map_err(|e| ProviderError::invalid_request("messages", format!("cannot be encoded: {e}")))?;
+        Ok((body, converse.json_mode))
+    }
+
+    async fn decode(
+        &self,
+        request: &ChatCompletionRequest,
+        json_mode: Self::Context,
+        response: reqwest::Response,
+    ) -> Result<Reply, ProviderError> {
+        if !request.is_stream() {
+            let answer = self.read_ok(response).await?;
+            let (body, usage) = response::completion(&self.name, &request.model, &answer.body, json_mode)?;
+            return Ok(Reply::Json(JsonReply { body, usage }));
+        }
+        if !response.status().is_success() {
+            return Err(self.error(response).await);
+        }
+        let provider = self.name.clone();
+        let body = response.bytes_stream().map_err(move |e| transport_error(&provider, &e));
+        let frames = eventstream::frames(self.name.clone(), body);
+        let writer = ChunkWriter::new(&completion_id(), &request.model, unix_now());
+        let translator = stream::Translator::new(&self.name, self.scrub.clone(), writer, json_mode);
+        Ok(Reply::Stream(translated(frames, translator)))
     }
 }
 

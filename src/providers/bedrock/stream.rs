@@ -1,4 +1,4 @@
-//! ConverseStream events as OpenAI chunks. Events arrive as event-stream messages named by
+//! ConverseStream events as OpenAI chunks. Events arrive as event-stream frames named by
 //! `:event-type`: `messageStart`, `contentBlockStart` (a tool call's id and name),
 //! `contentBlockDelta` (text, or a piece of a tool call's JSON input), `contentBlockStop`,
 //! `messageStop` (the stop reason) and `metadata` (usage). Exceptions arrive as messages of
@@ -7,12 +7,12 @@
 use std::borrow::Cow;
 use std::collections::VecDeque;
 
-use aws_smithy_types::event_stream::Message;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::error::{Scrub, stream_error, stream_exception};
+use super::eventstream::Frame;
 use super::response::{TokenUsage, finish_reason};
 use crate::openai::Usage;
 use crate::providers::ProviderError;
@@ -210,32 +210,22 @@ impl Translator {
     }
 }
 
-/// The string value of a message header.
-fn header<'m>(message: &'m Message, name: &str) -> Option<&'m str> {
-    message
-        .headers()
-        .iter()
-        .find(|h| h.name().as_str() == name)
-        .and_then(|h| h.value().as_string().ok())
-        .map(|s| s.as_str())
-}
-
 impl Translate for Translator {
-    type Event = Message;
+    type Event = Frame;
 
-    fn event(&mut self, message: Message, out: &mut VecDeque<Bytes>) -> Result<(), ProviderError> {
-        let payload = &message.payload()[..];
-        match header(&message, ":message-type") {
+    fn event(&mut self, frame: Frame, out: &mut VecDeque<Bytes>) -> Result<(), ProviderError> {
+        let payload = frame.payload();
+        match frame.header(":message-type") {
             Some("event") => {}
             Some("exception") => {
-                let kind = header(&message, ":exception-type").unwrap_or("internalServerException");
+                let kind = frame.header(":exception-type").unwrap_or("internalServerException");
                 return Err(stream_exception(&self.provider, kind, payload, &self.scrub));
             }
             Some("error") => {
                 return Err(stream_error(
                     &self.provider,
-                    header(&message, ":error-code"),
-                    header(&message, ":error-message"),
+                    frame.header(":error-code"),
+                    frame.header(":error-message"),
                     &self.scrub,
                 ));
             }
@@ -246,7 +236,7 @@ impl Translate for Translator {
                 ));
             }
         }
-        match header(&message, ":event-type") {
+        match frame.header(":event-type") {
             Some("messageStart") => self.role(out),
             Some("contentBlockStart") => self.block_start(payload, out)?,
             Some("contentBlockDelta") => self.block_delta(payload, out)?,
@@ -273,24 +263,28 @@ impl Translate for Translator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_smithy_types::event_stream::{Header, HeaderValue};
+    use aws_smithy_types::event_stream::{Header, HeaderValue, Message};
     use serde_json::{Value, json};
 
-    fn event(event_type: &str, payload: Value) -> Message {
-        Message::new(payload.to_string().into_bytes())
-            .add_header(Header::new(":event-type", HeaderValue::String(event_type.to_owned().into())))
-            .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())))
-            .add_header(Header::new(":message-type", HeaderValue::String("event".into())))
+    fn event(event_type: &str, payload: Value) -> Frame {
+        Frame::of(
+            &Message::new(payload.to_string().into_bytes())
+                .add_header(Header::new(":event-type", HeaderValue::String(event_type.to_owned().into())))
+                .add_header(Header::new(":content-type", HeaderValue::String("application/json".into())))
+                .add_header(Header::new(":message-type", HeaderValue::String("event".into()))),
+        )
     }
 
-    fn exception(kind: &str, message: &str) -> Message {
-        Message::new(json!({ "message": message }).to_string().into_bytes())
-            .add_header(Header::new(":exception-type", HeaderValue::String(kind.to_owned().into())))
-            .add_header(Header::new(":message-type", HeaderValue::String("exception".into())))
+    fn exception(kind: &str, message: &str) -> Frame {
+        Frame::of(
+            &Message::new(json!({ "message": message }).to_string().into_bytes())
+                .add_header(Header::new(":exception-type", HeaderValue::String(kind.to_owned().into())))
+                .add_header(Header::new(":message-type", HeaderValue::String("exception".into()))),
+        )
     }
 
     /// The chunks as JSON (without the shared head), and the error that ended the stream, if any.
-    fn run(events: Vec<Message>, json_mode: bool) -> (Vec<Value>, Option<ProviderError>) {
+    fn run(events: Vec<Frame>, json_mode: bool) -> (Vec<Value>, Option<ProviderError>) {
         let mut translator = Translator::new("b", Scrub::default(), ChunkWriter::new("id", "m", 1), json_mode);
         let mut out = VecDeque::new();
         let mut error = None;
