@@ -162,8 +162,26 @@ macro_rules! conformance {
 }
 
 conformance!(
-    openai, azure, anthropic, gemini, vertex_ai, bedrock, cohere, mistral, groq, together, fireworks, deepseek, xai,
-    perplexity, openrouter, cerebras, deepinfra, ollama, vllm, huggingface,
+    openai,
+    azure,
+    anthropic,
+    gemini,
+    vertex_ai,
+    bedrock,
+    cohere,
+    mistral,
+    groq,
+    together,
+    fireworks,
+    deepseek,
+    xai,
+    perplexity,
+    openrouter,
+    cerebras,
+    deepinfra,
+    ollama,
+    vllm,
+    huggingface,
 );
 
 /// The official OpenAI Python SDK runs the same scenarios against the gateway.

@@ -141,11 +141,7 @@ pub fn upstream_error_as(
     let status = detail.status.unwrap_or(status);
     let message = detail.message.unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
-        if text.trim().is_empty() {
-            status.canonical_reason().unwrap_or("error").to_owned()
-        } else {
-            text.into_owned()
-        }
+        if text.trim().is_empty() { status.canonical_reason().unwrap_or("error").to_owned() } else { text.into_owned() }
     });
     let (status, kind, code) = if is_context_length(status, &message, detail.code.as_deref()) {
         (StatusCode::BAD_REQUEST, Some("invalid_request_error".to_owned()), Some("context_length_exceeded".to_owned()))

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -253,7 +253,13 @@ impl ConformanceUpstream {
     }
 }
 
-async fn answer(State(state): State<Arc<FakeState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn answer(
+    State(state): State<Arc<FakeState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if uri.path() == "/token" && state.token_key.is_some() {
         return token(&state, &body);
     }
@@ -273,8 +279,7 @@ async fn answer(State(state): State<Arc<FakeState>>, method: Method, uri: Uri, h
         .iter()
         .filter(|s| s.upstream.as_ref().is_some_and(|u| u.method == method.as_str() && u.path == uri.path()))
         .collect();
-    let Some(scenario) =
-        candidates.iter().find(|s| s.upstream.as_ref().is_some_and(|u| u.body == received)).copied()
+    let Some(scenario) = candidates.iter().find(|s| s.upstream.as_ref().is_some_and(|u| u.body == received)).copied()
     else {
         let nearest = candidates
             .iter()
@@ -293,17 +298,17 @@ async fn answer(State(state): State<Arc<FakeState>>, method: Method, uri: Uri, h
     state.calls.lock().unwrap().push(scenario.name.clone());
     let expected = scenario.upstream.as_ref().expect("matched on it");
     let mut problems = Vec::new();
-    let query: BTreeMap<String, String> = uri
-        .query()
-        .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default();
+    let query: BTreeMap<String, String> =
+        uri.query().map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect()).unwrap_or_default();
     if query != expected.query {
         problems.push(format!("query {query:?}, expected {:?}", expected.query));
     }
     for (name, value) in &expected.headers {
         match headers.get(name.as_str()).and_then(|v| v.to_str().ok()) {
             None => problems.push(format!("header `{name}` missing")),
-            Some(got) if value != "*" && got != value => problems.push(format!("header `{name}`: `{got}`, expected `{value}`")),
+            Some(got) if value != "*" && got != value => {
+                problems.push(format!("header `{name}`: `{got}`, expected `{value}`"))
+            }
             Some(_) => {}
         }
     }

@@ -1,6 +1,7 @@
 //! Test support: a fake OpenAI-compatible upstream and an in-process gateway, both on port 0.
 #![allow(dead_code, reason = "each test binary uses a different part of the support code")]
 
+pub mod conformance;
 pub mod fake_upstream;
 pub mod proxy;
 

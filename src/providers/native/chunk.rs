@@ -194,18 +194,38 @@ mod tests {
         };
         let raw = RawValue::from_string(r#""caf\u00e9 \"x\"""#.to_owned()).unwrap();
         let cases = [
-            (w.role(0), with(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]))),
-            (w.content(0, Text::json(&raw).unwrap()), with(json!([{"index": 0, "delta": {"content": "café \"x\""}, "logprobs": null, "finish_reason": null}]))),
-            (w.content(1, Text::Plain("a\nb")), with(json!([{"index": 1, "delta": {"content": "a\nb"}, "logprobs": null, "finish_reason": null}]))),
+            (
+                w.role(0),
+                with(
+                    json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]),
+                ),
+            ),
+            (
+                w.content(0, Text::json(&raw).unwrap()),
+                with(
+                    json!([{"index": 0, "delta": {"content": "café \"x\""}, "logprobs": null, "finish_reason": null}]),
+                ),
+            ),
+            (
+                w.content(1, Text::Plain("a\nb")),
+                with(json!([{"index": 1, "delta": {"content": "a\nb"}, "logprobs": null, "finish_reason": null}])),
+            ),
             (
                 w.tool_call(0, 2, "call_1", "get_weather", Text::Plain("")),
-                with(json!([{"index": 0, "delta": {"tool_calls": [{"index": 2, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}, "logprobs": null, "finish_reason": null}])),
+                with(
+                    json!([{"index": 0, "delta": {"tool_calls": [{"index": 2, "id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": ""}}]}, "logprobs": null, "finish_reason": null}]),
+                ),
             ),
             (
                 w.tool_arguments(0, 12, Text::Plain("{\"city\":")),
-                with(json!([{"index": 0, "delta": {"tool_calls": [{"index": 12, "function": {"arguments": "{\"city\":"}}]}, "logprobs": null, "finish_reason": null}])),
+                with(
+                    json!([{"index": 0, "delta": {"tool_calls": [{"index": 12, "function": {"arguments": "{\"city\":"}}]}, "logprobs": null, "finish_reason": null}]),
+                ),
             ),
-            (w.finish(0, FinishReason::ToolCalls), with(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "tool_calls"}]))),
+            (
+                w.finish(0, FinishReason::ToolCalls),
+                with(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "tool_calls"}])),
+            ),
         ];
         for (chunk, expected) in cases {
             assert_eq!(parse(&chunk), expected);

@@ -124,17 +124,15 @@ mod tests {
         ]));
         assert_eq!(instructions("p", &m).unwrap().as_deref(), Some("be terse\n\nuse metric"));
         assert_eq!(instructions("p", &m[1..2]).unwrap(), None);
-        let image = messages(json!([{"role": "system", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]));
+        let image =
+            messages(json!([{"role": "system", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]));
         let err = instructions("p", &image).unwrap_err();
         assert!(matches!(&err, ProviderError::Unsupported { param, .. } if param == "messages[0].content"));
     }
 
     #[test]
     fn data_urls_and_arguments() {
-        assert_eq!(
-            data_url("data:image/png;base64,iVBOR"),
-            Some(DataUrl { media_type: "image/png", data: "iVBOR" })
-        );
+        assert_eq!(data_url("data:image/png;base64,iVBOR"), Some(DataUrl { media_type: "image/png", data: "iVBOR" }));
         assert_eq!(data_url("https://example.com/cat.png"), None);
         assert_eq!(data_url("data:image/png,raw"), None);
         assert_eq!(arguments_object("a", "").unwrap(), json!({}));

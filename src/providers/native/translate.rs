@@ -11,7 +11,7 @@ use futures_util::Stream;
 use crate::providers::{ChunkStream, ProviderError};
 
 /// One provider's stream events to OpenAI chunks.
-pub trait Translate: Send + 'static {
+pub trait Translate: Send + Unpin + 'static {
     type Event: Send + 'static;
 
     /// Translates one upstream event, appending the chunks it makes to `out`. An error event from the

@@ -108,8 +108,12 @@ impl OpenAiCompatible {
             }
         }
         let missing_key_env = match preset.auth {
-            Auth::Bearer | Auth::AzureKey if !headers.contains_key(header::AUTHORIZATION) && !headers.contains_key("api-key") => {
-                Some(config.api_key.as_ref().and_then(|k| k.env_name()).unwrap_or("the provider's `api_key`").to_owned())
+            Auth::Bearer | Auth::AzureKey
+                if !headers.contains_key(header::AUTHORIZATION) && !headers.contains_key("api-key") =>
+            {
+                Some(
+                    config.api_key.as_ref().and_then(|k| k.env_name()).unwrap_or("the provider's `api_key`").to_owned(),
+                )
             }
             _ => None,
         };
@@ -301,8 +305,15 @@ mod tests {
         let azure = OpenAiCompatible::new("azure", &config, reqwest::Client::new());
         assert!(azure.is_configured());
         assert_eq!(azure.headers.get(header::AUTHORIZATION).unwrap(), "Bearer entra");
-        assert!(azure.endpoints.url(Api::Embeddings, "emb").as_str().ends_with("/openai/deployments/emb/embeddings?api-version=2025-01-01-preview"));
-        let unconfigured = OpenAiCompatible::new("azure", &ProviderConfig::new(ProviderKind::Azure), reqwest::Client::new());
+        assert!(
+            azure
+                .endpoints
+                .url(Api::Embeddings, "emb")
+                .as_str()
+                .ends_with("/openai/deployments/emb/embeddings?api-version=2025-01-01-preview")
+        );
+        let unconfigured =
+            OpenAiCompatible::new("azure", &ProviderConfig::new(ProviderKind::Azure), reqwest::Client::new());
         assert!(!unconfigured.is_configured());
     }
 
