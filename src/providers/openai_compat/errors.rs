@@ -91,7 +91,10 @@ mod tests {
 
     #[test]
     fn deepinfra_detail_and_html_pages() {
-        assert_eq!(read(compat_error, r#"{"detail":{"error":"Not authenticated"}}"#).message.as_deref(), Some("Not authenticated"));
+        assert_eq!(
+            read(compat_error, r#"{"detail":{"error":"Not authenticated"}}"#).message.as_deref(),
+            Some("Not authenticated")
+        );
         let html = "<html>\r\n<head><title>401 Authorization Required</title></head>\r\n<body><center><h1>401 Authorization Required</h1></center><hr><center>openresty/1.25.3.1</center></body></html>";
         assert_eq!(read(compat_error, html).message.as_deref(), Some("401 Authorization Required"));
         assert_eq!(read(compat_error, "upstream exploded").message, None);

@@ -1,5 +1,7 @@
-//! One adapter for every provider that speaks OpenAI's API: requests go out as they came in (with the
-//! preset's quirks applied), answers come back untouched apart from reading their usage.
+//! One adapter for every provider that speaks OpenAI's API: requests go out as they came in, with the
+//! preset's quirks applied (`request.rs`); answers come back as they are, apart from reading their
+//! usage, the provider's error dialect (`errors.rs`) and the few stream departures from OpenAI's
+//! contract that clients notice (`stream.rs`).
 
 mod errors;
 mod presets;

@@ -41,6 +41,8 @@ pub struct Quirks {
     pub no_stream_options: bool,
     /// No function calling: `tools` / `tool_choice` are rejected.
     pub no_tools: bool,
+    /// `tool_choice` is not read (the model always decides): anything but `auto` is rejected.
+    pub tool_choice_auto_only: bool,
     /// Message content is text only: image parts are rejected.
     pub text_only: bool,
     /// Images are accepted as base64 data URLs only, not by http(s) URL.
@@ -74,6 +76,7 @@ const COMPAT: Quirks = Quirks {
     developer_as_system: true,
     no_stream_options: false,
     no_tools: false,
+    tool_choice_auto_only: false,
     text_only: false,
     inline_images_only: false,
     no_json_schema: false,
@@ -145,20 +148,24 @@ pub fn preset(kind: ProviderKind) -> Preset {
             Quirks { no_penalties: true, no_logit_bias: true, text_only: true, ..COMPAT },
         ),
         ProviderKind::Deepinfra => ("https://api.deepinfra.com/v1/openai", Bearer, COMPAT),
-        // github.com/ollama/ollama docs/openai.md: n, logit_bias are not among the supported
-        // fields (they would be ignored); images must be base64, not URLs.
+        // github.com/ollama/ollama docs/openai.md: n, logit_bias and tool_choice are not among the
+        // supported fields (they would be ignored); images must be base64, not URLs.
         ProviderKind::Ollama => (
             "http://127.0.0.1:11434/v1",
             OptionalBearer,
-            Quirks { single_choice: true, no_logit_bias: true, inline_images_only: true, ..COMPAT },
+            Quirks {
+                single_choice: true,
+                no_logit_bias: true,
+                inline_images_only: true,
+                tool_choice_auto_only: true,
+                ..COMPAT
+            },
         ),
         ProviderKind::Vllm => ("http://127.0.0.1:8000/v1", OptionalBearer, COMPAT),
         // Hugging Face chat-completion task spec: no `n`; `logit_bias` is documented as unused.
-        ProviderKind::Huggingface => (
-            "https://router.huggingface.co/v1",
-            Bearer,
-            Quirks { single_choice: true, no_logit_bias: true, ..COMPAT },
-        ),
+        ProviderKind::Huggingface => {
+            ("https://router.huggingface.co/v1", Bearer, Quirks { single_choice: true, no_logit_bias: true, ..COMPAT })
+        }
         ProviderKind::OpenaiCompatible => ("", OptionalBearer, Quirks::default()),
         ProviderKind::Azure => ("", AzureKey, Quirks::default()),
         // Native adapters have no preset here; they are never built from one.

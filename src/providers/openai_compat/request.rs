@@ -4,9 +4,9 @@
 use std::borrow::Cow;
 
 use super::Quirks;
-use crate::openai::chat::{ChatCompletionRequest, ResponseFormat};
-use crate::openai::content::{ContentPart, MessageContent};
 use crate::openai::ChatMessage;
+use crate::openai::chat::{ChatCompletionRequest, ResponseFormat, ToolChoice, ToolChoiceMode};
+use crate::openai::content::{ContentPart, MessageContent};
 use crate::providers::ProviderError;
 
 pub fn adapt<'a>(
@@ -41,6 +41,11 @@ pub fn adapt<'a>(
                 return reject(param, "function calling is not available");
             }
         }
+    }
+    if q.tool_choice_auto_only
+        && request.tool_choice.as_ref().is_some_and(|c| !matches!(c, ToolChoice::Mode(ToolChoiceMode::Auto)))
+    {
+        return reject("tool_choice", "the model always chooses whether to call a tool (only `auto`)");
     }
     if q.no_json_schema && matches!(request.response_format, Some(ResponseFormat::JsonSchema { .. })) {
         return reject("response_format", "structured output takes `json_object` only, not `json_schema`");
@@ -142,9 +147,12 @@ mod tests {
             {"role": "system", "content": "a"}, {"role": "developer", "content": "b"}, {"role": "user", "content": "c"}
         ]}));
         let body = serde_json::to_value(&*adapt("p", &q, &r).unwrap()).unwrap();
-        assert_eq!(body["messages"], json!([
-            {"role": "system", "content": "a"}, {"role": "system", "content": "b"}, {"role": "user", "content": "c"}
-        ]));
+        assert_eq!(
+            body["messages"],
+            json!([
+                {"role": "system", "content": "a"}, {"role": "system", "content": "b"}, {"role": "user", "content": "c"}
+            ])
+        );
         assert!(matches!(adapt("p", &q, &request(json!({}))).unwrap(), Cow::Borrowed(_)));
     }
 
@@ -163,6 +171,9 @@ mod tests {
         assert_eq!(param(adapt("p", &Quirks { no_tools: true, ..Quirks::default() }, &request(tools))), "tools");
         let choice = json!({"tool_choice": "auto"});
         assert_eq!(param(adapt("p", &Quirks { no_tools: true, ..Quirks::default() }, &request(choice))), "tool_choice");
+        let auto_only = Quirks { tool_choice_auto_only: true, ..Quirks::default() };
+        assert_eq!(param(adapt("p", &auto_only, &request(json!({"tool_choice": "required"})))), "tool_choice");
+        assert!(adapt("p", &auto_only, &request(json!({"tool_choice": "auto"}))).is_ok());
 
         let image = |url: &str| {
             request(json!({"messages": [{"role": "user", "content": [
@@ -172,7 +183,10 @@ mod tests {
         let text_only = Quirks { text_only: true, ..Quirks::default() };
         assert_eq!(param(adapt("p", &text_only, &image("data:image/png;base64,AAAA"))), "messages[0].content[1]");
         let inline = Quirks { inline_images_only: true, ..Quirks::default() };
-        assert_eq!(param(adapt("p", &inline, &image("https://example.com/a.png"))), "messages[0].content[1].image_url.url");
+        assert_eq!(
+            param(adapt("p", &inline, &image("https://example.com/a.png"))),
+            "messages[0].content[1].image_url.url"
+        );
         assert!(adapt("p", &inline, &image("data:image/png;base64,AAAA")).is_ok());
 
         let schema = json!({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}});

@@ -23,8 +23,8 @@ use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use crate::providers::transport::{ErrorDialect, sse_events, upstream_error_as};
 use crate::providers::ChunkStream;
+use crate::providers::transport::{ErrorDialect, sse_events, upstream_error_as};
 
 /// What the relay needs to know about the provider.
 pub struct RelayConfig {
@@ -305,7 +305,10 @@ mod tests {
         assert_eq!(out[1]["choices"][0]["finish_reason"], "stop");
         assert!(out[1].get("usage").is_none(), "{}", out[1]);
         assert_eq!(out[1]["id"], "c1");
-        assert_eq!(out[2], json!({"id": "c1", "object": "chat.completion.chunk", "created": 7, "model": "m", "choices": [], "usage": usage}));
+        assert_eq!(
+            out[2],
+            json!({"id": "c1", "object": "chat.completion.chunk", "created": 7, "model": "m", "choices": [], "usage": usage})
+        );
     }
 
     #[test]
@@ -313,8 +316,14 @@ mod tests {
         let out = relay(
             &mut UsageNormalizer::new(None),
             &[
-                chunk(json!([{"index": 0, "delta": {"content": "a"}}]), json!({"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6})),
-                chunk(json!([{"index": 0, "delta": {"content": "b"}}]), json!({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7})),
+                chunk(
+                    json!([{"index": 0, "delta": {"content": "a"}}]),
+                    json!({"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}),
+                ),
+                chunk(
+                    json!([{"index": 0, "delta": {"content": "b"}}]),
+                    json!({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}),
+                ),
             ],
         );
         assert_eq!(out.len(), 3);
@@ -327,7 +336,10 @@ mod tests {
         let out = relay(
             &mut UsageNormalizer::new(None),
             &[
-                chunk(json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]), json!({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7})),
+                chunk(
+                    json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+                    json!({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}),
+                ),
                 chunk(json!([]), json!({"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7})),
             ],
         );
@@ -343,8 +355,10 @@ mod tests {
         let out = relay(&mut UsageNormalizer::new(None), std::slice::from_ref(&finish));
         assert_eq!(out[0], finish);
         assert_eq!(out[1]["usage"]["total_tokens"], 6);
-        let with_usage_chunk =
-            relay(&mut UsageNormalizer::new(None), &[finish, chunk(json!([]), json!({"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}))]);
+        let with_usage_chunk = relay(
+            &mut UsageNormalizer::new(None),
+            &[finish, chunk(json!([]), json!({"prompt_tokens": 4, "completion_tokens": 2, "total_tokens": 6}))],
+        );
         assert_eq!(with_usage_chunk.len(), 2);
     }
 
@@ -366,7 +380,8 @@ mod tests {
         assert_eq!(out[1]["usage"]["prompt_cache_hit_tokens"], 8);
         let out = relay(&mut UsageNormalizer::new(Some("prompt_cache_hit_tokens")), &[chunk(json!([]), usage)]);
         assert_eq!(out[0]["usage"]["prompt_tokens_details"]["cached_tokens"], 8);
-        let set = json!({"prompt_tokens": 1, "prompt_cache_hit_tokens": 1, "prompt_tokens_details": {"cached_tokens": 0}});
+        let set =
+            json!({"prompt_tokens": 1, "prompt_cache_hit_tokens": 1, "prompt_tokens_details": {"cached_tokens": 0}});
         assert_eq!(with_cached_tokens(&set.to_string(), "prompt_cache_hit_tokens"), None);
     }
 
