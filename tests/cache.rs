@@ -45,11 +45,6 @@ async fn post(gateway: &TestGateway, body: Value, headers: &[(&str, &str)]) -> (
     (header, json(response).await)
 }
 
-/// Background writes (L2, L3, the vector tier) land shortly after the response.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(150)).await;
-}
-
 #[tokio::test]
 async fn a_repeated_deterministic_request_is_answered_from_l1_without_an_upstream_call() {
     let upstream = FakeUpstream::start().await;
@@ -108,7 +103,7 @@ async fn a_stream_is_stored_whole_and_replayed_as_chunks_or_as_one_body() {
     assert!(original.iter().all(|c| !c.contains("\"usage\":{")), "the client did not ask for usage");
     let upstream_asked = upstream.last_request().await.body;
     assert_eq!(upstream_asked["stream_options"]["include_usage"], true, "the gateway asks, to store it");
-    settle().await;
+    gateway.settle_writes("l3", 1).await;
 
     let replay = gateway.post("/v1/chat/completions", streamed.clone()).await;
     assert_eq!(cache_header(&replay), "hit-l1");
@@ -158,7 +153,8 @@ async fn a_cut_stream_is_never_stored() {
         let response = gateway.post("/v1/chat/completions", cut.clone()).await;
         assert_eq!(cache_header(&response), "miss");
         let _ = response.text().await;
-        settle().await;
+        // Nothing is written: give a (wrong) background write time to land before asking again.
+        tokio::time::sleep(Duration::from_millis(150)).await;
     }
     assert_eq!(upstream.calls(), 2);
 }
@@ -178,9 +174,10 @@ async fn cache_control_and_ttl_headers_steer_one_request() {
     assert_eq!(header, "bypass", "no-cache skips the lookup");
     assert_eq!(upstream.calls(), 3);
 
+    let before = gateway.cache_writes("l3").await;
     let (header, _) = post(&gateway, deterministic("mini", "short-lived"), &[("x-cherrypick-cache-ttl", "1")]).await;
     assert_eq!(header, "miss");
-    settle().await;
+    gateway.settle_writes("l3", before + 1).await;
     assert_eq!(post(&gateway, deterministic("mini", "short-lived"), &[]).await.0, "hit-l1");
     tokio::time::sleep(Duration::from_millis(1300)).await;
     assert_eq!(post(&gateway, deterministic("mini", "short-lived"), &[]).await.0, "miss", "expired in every tier");
@@ -230,7 +227,7 @@ async fn l3_sqlite_survives_a_restart_and_promotes_hits_to_l1() {
     {
         let gateway = TestGateway::start_with(&config).await;
         post(&gateway, deterministic("mini", "remember me"), &[]).await;
-        settle().await;
+        gateway.settle_writes("l3", 1).await;
         gateway.server.shutdown().await;
     }
     let gateway = TestGateway::start_with(&config).await;
@@ -254,7 +251,7 @@ async fn l2_redis_is_shared_between_gateways() {
     let a = TestGateway::start_with(&cache_config(&upstream, &temp_dir("l2-a"), &l2)).await;
     let b = TestGateway::start_with(&cache_config(&upstream, &temp_dir("l2-b"), &l2)).await;
     assert_eq!(post(&a, deterministic("mini", "shared by replicas"), &[]).await.0, "miss");
-    settle().await;
+    a.settle_writes("l2", 1).await;
     assert_eq!(post(&b, deterministic("mini", "shared by replicas"), &[]).await.0, "hit-l2");
     assert_eq!(post(&b, deterministic("mini", "shared by replicas"), &[]).await.0, "hit-l1");
     assert_eq!(upstream.calls(), 1);
@@ -267,7 +264,7 @@ async fn l3_postgres_keeps_answers_across_gateways() {
     let l3 = "[cache.l3]\nurl = \"postgres://postgres@127.0.0.1:5432/test\"\n";
     let a = TestGateway::start_with(&cache_config(&upstream, &temp_dir("pg-a"), l3)).await;
     assert_eq!(post(&a, deterministic("mini", &text), &[]).await.0, "miss");
-    settle().await;
+    a.settle_writes("l3", 1).await;
     let b = TestGateway::start_with(&cache_config(&upstream, &temp_dir("pg-b"), l3)).await;
     assert_eq!(post(&b, deterministic("mini", &text), &[]).await.0, "hit-l3");
     assert_eq!(upstream.calls(), 1);
@@ -299,7 +296,7 @@ async fn requests_survive_redis_and_postgres_going_away_and_the_tiers_come_back(
     let ask = |n: usize| deterministic("mini", &format!("fault test {run} {n}"));
 
     assert_eq!(post(&gateway, ask(1), &[]).await.0, "miss");
-    settle().await;
+    gateway.settle_writes("l2", 1).await;
     assert_eq!(post(&gateway, ask(1), &[]).await.0, "hit-l2");
 
     redis.block();
@@ -328,6 +325,9 @@ async fn requests_survive_redis_and_postgres_going_away_and_the_tiers_come_back(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(state, ("up".into(), "up".into()), "both tiers came back");
-    settle().await;
-    assert_eq!(post(&gateway, ask(3), &[]).await.0, "hit-l2");
+    let before = gateway.cache_writes("l2").await;
+    let header = post(&gateway, ask(4), &[]).await.0;
+    assert_eq!(header, "miss");
+    gateway.settle_writes("l2", before + 1).await;
+    assert_eq!(post(&gateway, ask(4), &[]).await.0, "hit-l2", "stored in and served from L2 again");
 }

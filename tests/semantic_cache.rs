@@ -72,7 +72,7 @@ async fn a_reworded_question_is_answered_from_the_cache_and_different_ones_are_n
 
         let (first, answer) = cache_of(&gateway, ask("mini", system, "What is the capital of France?")).await;
         assert_eq!(first, "miss");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        gateway.settle_writes("vector", 1).await;
 
         let (reworded, cached) = cache_of(&gateway, ask("mini", system, "What's the capital of France?")).await;
         assert_eq!(reworded, "hit-semantic");
@@ -86,8 +86,9 @@ async fn a_reworded_question_is_answered_from_the_cache_and_different_ones_are_n
             assert_eq!(cache_of(&gateway, ask("mini", system, question)).await.0, "miss", "{why}");
         }
         // The routing policy is its own answer space: `auto` does not reuse the model's entries...
+        let before = gateway.cache_writes("vector").await;
         assert_eq!(cache_of(&gateway, ask("auto", system, "What is the capital of France?")).await.0, "miss");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        gateway.settle_writes("vector", before + 1).await;
         // ... but shares them between its own requests, with the embedding routing computed.
         assert_eq!(cache_of(&gateway, ask("auto", system, "What's the capital of France?")).await.0, "hit-semantic");
         assert_eq!(upstream.calls(), 5);

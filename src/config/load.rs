@@ -221,7 +221,12 @@ fn cross_check(config: &Config, problems: &mut Vec<String>) {
         if !config.providers.contains_key(&model.provider) {
             problems.push(format!("`models.{name}.provider`: no provider named `{}` in [providers]", model.provider));
         }
-        for (field, price) in [("input_per_mtok", model.input_per_mtok), ("output_per_mtok", model.output_per_mtok)] {
+        let prices = [
+            ("input_per_mtok", model.input_per_mtok),
+            ("cached_input_per_mtok", model.cached_input_per_mtok.unwrap_or(0.0)),
+            ("output_per_mtok", model.output_per_mtok),
+        ];
+        for (field, price) in prices {
             if !price.is_finite() || price < 0.0 {
                 problems.push(format!("`models.{name}.{field}` must be a non-negative number, not {price}"));
             }

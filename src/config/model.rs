@@ -13,6 +13,9 @@ pub struct ModelConfig {
     /// USD per million prompt tokens.
     #[serde(default)]
     pub input_per_mtok: f64,
+    /// USD per million prompt tokens read from the provider's prompt cache (default: `input_per_mtok`).
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<f64>,
     /// USD per million completion tokens.
     #[serde(default)]
     pub output_per_mtok: f64,

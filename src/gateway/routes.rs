@@ -18,14 +18,33 @@ pub struct Route {
     pub model: Arc<str>,
     pub upstream: String,
     pub provider: Arc<dyn Provider>,
-    pub input_per_mtok: f64,
-    pub output_per_mtok: f64,
+    pub prices: Prices,
     pub metrics: ModelMetrics,
+}
+
+/// USD per million tokens of one model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prices {
+    pub input: f64,
+    /// Prompt tokens the provider read from its prompt cache.
+    pub cached_input: f64,
+    pub output: f64,
 }
 
 impl Route {
     pub fn cost_usd(&self, usage: &Usage) -> f64 {
-        (usage.prompt_tokens as f64 * self.input_per_mtok + usage.completion_tokens as f64 * self.output_per_mtok) / 1e6
+        self.prices.cost_usd(usage)
+    }
+}
+
+impl Prices {
+    /// What an answer cost: prompt tokens read from the provider's cache at their own price.
+    pub fn cost_usd(&self, usage: &Usage) -> f64 {
+        let cached = usage.prompt_tokens_details.as_ref().and_then(|d| d.cached_tokens).unwrap_or(0);
+        let cached = cached.min(usage.prompt_tokens);
+        let fresh = usage.prompt_tokens - cached;
+        (fresh as f64 * self.input + cached as f64 * self.cached_input + usage.completion_tokens as f64 * self.output)
+            / 1e6
     }
 }
 
@@ -49,8 +68,11 @@ impl RouteTable {
                 model: Arc::from(name.as_str()),
                 upstream: model.upstream.clone().unwrap_or_else(|| name.clone()),
                 provider: provider.clone(),
-                input_per_mtok: model.input_per_mtok,
-                output_per_mtok: model.output_per_mtok,
+                prices: Prices {
+                    input: model.input_per_mtok,
+                    cached_input: model.cached_input_per_mtok.unwrap_or(model.input_per_mtok),
+                    output: model.output_per_mtok,
+                },
                 metrics: metrics.for_model(name, &model.provider),
             });
             for public in std::iter::once(name).chain(&model.aliases) {
@@ -84,5 +106,25 @@ impl RouteTable {
 
     pub fn model_list(&self) -> Bytes {
         self.model_list.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::openai::usage::PromptTokensDetails;
+
+    #[test]
+    fn cached_prompt_tokens_cost_their_own_price() {
+        let prices = Prices { input: 3.0, cached_input: 0.3, output: 15.0 };
+        let mut usage = Usage { prompt_tokens: 1_000_000, completion_tokens: 100_000, ..Usage::default() };
+        assert!((prices.cost_usd(&usage) - 4.5).abs() < 1e-9);
+        usage.prompt_tokens_details =
+            Some(PromptTokensDetails { cached_tokens: Some(800_000), extra: Default::default() });
+        assert!((prices.cost_usd(&usage) - (0.6 + 0.24 + 1.5)).abs() < 1e-9);
+        // A provider reporting more cached than prompt tokens cannot make the cost negative.
+        usage.prompt_tokens_details =
+            Some(PromptTokensDetails { cached_tokens: Some(2_000_000), extra: Default::default() });
+        assert!((prices.cost_usd(&usage) - (0.3 + 1.5)).abs() < 1e-9);
     }
 }

@@ -120,6 +120,25 @@ impl TestGateway {
         self.client.get(self.url(path)).bearer_auth(MASTER_KEY).send().await.expect("gateway answers")
     }
 
+    /// Successful background cache writes to `tier` so far, from the gateway's metrics.
+    pub async fn cache_writes(&self, tier: &str) -> u64 {
+        let metrics = self.get("/metrics").await.text().await.expect("metrics");
+        let series = format!("cherrypick_cache_writes_total{{result=\"ok\",tier=\"{tier}\"}} ");
+        metrics.lines().find_map(|line| line.strip_prefix(&series)).map_or(0, |n| n.trim().parse().expect("a count"))
+    }
+
+    /// Cache writes land after the response: waits (up to 10 s, however loaded the machine) until
+    /// `tier` has had `at_least` successful writes.
+    pub async fn settle_writes(&self, tier: &str, at_least: u64) {
+        for _ in 0..200 {
+            if self.cache_writes(tier).await >= at_least {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("{tier} had fewer than {at_least} writes after 10 s");
+    }
+
     /// `/ready` once the router has finished loading (or failed to).
     pub async fn router_settled(&self) -> serde_json::Value {
         for _ in 0..1200 {
