@@ -18,6 +18,7 @@ use serde::Serialize;
 pub use presets::{Auth, Preset, Quirks, preset};
 use stream::{RelayConfig, relay_chunks};
 
+use super::native::Codec;
 use super::transport::{ErrorDialect, post_json, read_error_as, transport_error};
 use super::{JsonReply, Provider, ProviderError, Reply};
 use crate::config::ProviderConfig;
@@ -224,9 +225,11 @@ impl Provider for OpenAiCompatible {
     }
 
     async fn chat(&self, request: &ChatCompletionRequest) -> Result<Reply, ProviderError> {
-        let request = self.adapt(request)?;
-        let response = self.post(Api::Chat, &request.model, &*request).await?;
-        self.reply(response, request.is_stream()).await
+        let (body, ()) = self.encode(request)?;
+        self.check_credentials()?;
+        let url = self.endpoints.url(Api::Chat, &request.model);
+        let response = post_json(&self.name, &self.client, url, self.headers.clone(), body).await?;
+        self.decode(request, (), response).await
     }
 
     async fn completion(&self, request: &CompletionRequest) -> Result<Reply, ProviderError> {
@@ -237,6 +240,26 @@ impl Provider for OpenAiCompatible {
     async fn embeddings(&self, request: &EmbeddingsRequest) -> Result<JsonReply, ProviderError> {
         let response = self.post(Api::Embeddings, &request.model, request).await?;
         self.json_reply(response).await
+    }
+}
+
+#[async_trait]
+impl Codec for OpenAiCompatible {
+    type Context = ();
+
+    fn encode(&self, request: &ChatCompletionRequest) -> Result<(Vec<u8>, ()), ProviderError> {
+        let request = self.adapt(request)?;
+        let body = serde_json::to_vec(&*request).map_err(|e| ProviderError::invalid_request("body", e.to_string()))?;
+        Ok((body, ()))
+    }
+
+    async fn decode(
+        &self,
+        request: &ChatCompletionRequest,
+        (): (),
+        response: reqwest::Response,
+    ) -> Result<Reply, ProviderError> {
+        self.reply(response, request.is_stream()).await
     }
 }
 
