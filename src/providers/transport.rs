@@ -179,6 +179,11 @@ fn is_context_length(status: StatusCode, message: &str, code: Option<&str>) -> b
         "input token count",
         "maximum number of tokens",
         "reduce the length of the messages",
+        // xAI: "This model's maximum prompt length is 131072 but the request contains 140000 tokens."
+        "maximum prompt length",
+        // Text Generation Inference (Hugging Face, Together): "Input validation error: `inputs`
+        // tokens + `max_new_tokens` must be <= 8192. Given: ..."
+        "`inputs` tokens + `max_new_tokens`",
     ];
     let message = message.to_ascii_lowercase();
     PHRASES.iter().any(|phrase| message.contains(phrase))

@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use serde::Serialize;
 
-use super::native::{translated, unix_now};
+use super::native::{Codec, translated, unix_now};
 use super::transport::{post_json, sse_events, transport_error};
 use super::{JsonReply, Provider, ProviderError, Reply};
 use crate::config::ProviderConfig;
@@ -94,17 +94,21 @@ impl Cohere {
         url: Option<&reqwest::Url>,
         body: &impl Serialize,
     ) -> Result<reqwest::Response, ProviderError> {
+        let body = serde_json::to_vec(body).map_err(|e| ProviderError::invalid_request("body", e.to_string()))?;
+        let response = self.send(url, body).await?;
+        if !response.status().is_success() {
+            return Err(error::read_error(&self.name, response, self.api_key.as_deref()).await);
+        }
+        Ok(response)
+    }
+
+    async fn send(&self, url: Option<&reqwest::Url>, body: Vec<u8>) -> Result<reqwest::Response, ProviderError> {
         self.check_credentials()?;
         let url = url.ok_or_else(|| ProviderError::Connect {
             provider: self.name.clone(),
             detail: "the base URL is not a valid URL".to_owned(),
         })?;
-        let body = serde_json::to_vec(body).map_err(|e| ProviderError::invalid_request("body", e.to_string()))?;
-        let response = post_json(&self.name, &self.client, url.clone(), self.headers.clone(), body).await?;
-        if !response.status().is_success() {
-            return Err(error::read_error(&self.name, response, self.api_key.as_deref()).await);
-        }
-        Ok(response)
+        post_json(&self.name, &self.client, url.clone(), self.headers.clone(), body).await
     }
 
     async fn body(&self, response: reqwest::Response) -> Result<bytes::Bytes, ProviderError> {
@@ -123,15 +127,9 @@ impl Provider for Cohere {
     }
 
     async fn chat(&self, request: &ChatCompletionRequest) -> Result<Reply, ProviderError> {
-        let body = request::chat_body(&self.name, request)?;
-        let response = self.post(self.chat_url.as_ref(), &body).await?;
-        if request.is_stream() {
-            let translator =
-                stream::CohereStream::new(self.name.clone(), self.api_key.clone(), request.model.clone(), unix_now());
-            return Ok(Reply::Stream(translated(sse_events(self.name.clone(), response), translator)));
-        }
-        let body = self.body(response).await?;
-        response::completion(&self.name, &request.model, &body, self.api_key.as_deref()).map(Reply::Json)
+        let (body, ()) = self.encode(request)?;
+        let response = self.send(self.chat_url.as_ref(), body).await?;
+        self.decode(request, (), response).await
     }
 
     async fn embeddings(&self, request: &EmbeddingsRequest) -> Result<JsonReply, ProviderError> {
@@ -139,6 +137,35 @@ impl Provider for Cohere {
         let response = self.post(self.embed_url.as_ref(), &body).await?;
         let body = self.body(response).await?;
         embed::embeddings_list(&self.name, &request.model, &body, encoding)
+    }
+}
+
+#[async_trait]
+impl Codec for Cohere {
+    type Context = ();
+
+    fn encode(&self, request: &ChatCompletionRequest) -> Result<(Vec<u8>, ()), ProviderError> {
+        let body = request::chat_body(&self.name, request)?;
+        let body = serde_json::to_vec(&body).map_err(|e| ProviderError::invalid_request("body", e.to_string()))?;
+        Ok((body, ()))
+    }
+
+    async fn decode(
+        &self,
+        request: &ChatCompletionRequest,
+        (): (),
+        response: reqwest::Response,
+    ) -> Result<Reply, ProviderError> {
+        if !response.status().is_success() {
+            return Err(error::read_error(&self.name, response, self.api_key.as_deref()).await);
+        }
+        if request.is_stream() {
+            let translator =
+                stream::CohereStream::new(self.name.clone(), self.api_key.clone(), request.model.clone(), unix_now());
+            return Ok(Reply::Stream(translated(sse_events(self.name.clone(), response), translator)));
+        }
+        let body = self.body(response).await?;
+        response::completion(&self.name, &request.model, &body, self.api_key.as_deref()).map(Reply::Json)
     }
 }
 

@@ -1,19 +1,26 @@
-//! One adapter for every provider that speaks OpenAI's API: requests go out as they came in (with the
-//! preset's quirks applied), answers come back untouched apart from reading their usage.
+//! One adapter for every provider that speaks OpenAI's API: requests go out as they came in, with the
+//! preset's quirks applied (`request.rs`); answers come back as they are, apart from reading their
+//! usage, the provider's error dialect (`errors.rs`) and the few stream departures from OpenAI's
+//! contract that clients notice (`stream.rs`).
 
+mod errors;
 mod presets;
+mod request;
+mod stream;
 
 use std::borrow::Cow;
 
 use async_trait::async_trait;
-use futures_util::StreamExt;
+use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use serde::Serialize;
 
 pub use presets::{Auth, Preset, Quirks, preset};
+use stream::{RelayConfig, relay_chunks};
 
-use super::transport::{post_json, read_error, read_ok_body, sse_events};
-use super::{ChunkStream, JsonReply, Provider, ProviderError, Reply};
+use super::native::Codec;
+use super::transport::{ErrorDialect, post_json, read_error_as, transport_error};
+use super::{JsonReply, Provider, ProviderError, Reply};
 use crate::config::ProviderConfig;
 use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, Usage};
 
@@ -27,6 +34,8 @@ pub struct OpenAiCompatible {
     /// Set when a required key is missing: requests fail fast naming the variable.
     missing_key_env: Option<String>,
     quirks: Quirks,
+    /// Reads the provider's error bodies.
+    errors: ErrorDialect,
     client: reqwest::Client,
 }
 
@@ -128,7 +137,16 @@ impl OpenAiCompatible {
                 embeddings: url("/embeddings"),
             },
         };
-        Self { name: name.to_owned(), endpoints, headers, api_key, missing_key_env, quirks: preset.quirks, client }
+        Self {
+            name: name.to_owned(),
+            endpoints,
+            headers,
+            api_key,
+            missing_key_env,
+            quirks: preset.quirks,
+            errors: preset.errors,
+            client,
+        }
     }
 
     fn check_credentials(&self) -> Result<(), ProviderError> {
@@ -144,8 +162,23 @@ impl OpenAiCompatible {
         post_json(&self.name, &self.client, self.endpoints.url(api, model), self.headers.clone(), body).await
     }
 
+    /// The body of a successful answer, or the provider's error read with its dialect.
+    async fn ok_response(&self, response: reqwest::Response) -> Result<reqwest::Response, ProviderError> {
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(read_error_as(&self.name, response, self.api_key.as_deref(), self.errors).await)
+        }
+    }
+
     async fn json_reply(&self, response: reqwest::Response) -> Result<JsonReply, ProviderError> {
-        let body = read_ok_body(&self.name, response, self.api_key.as_deref()).await?;
+        let response = self.ok_response(response).await?;
+        let mut body = response.bytes().await.map_err(|e| transport_error(&self.name, &e))?;
+        if let Some(field) = self.quirks.cached_tokens_field
+            && let Some(patched) = with_cached_tokens_in_body(&body, field)
+        {
+            body = patched;
+        }
         let usage = Usage::from_response(&body)
             .map_err(|e| ProviderError::invalid_response(&self.name, format!("not JSON: {e}")))?;
         Ok(JsonReply { body, usage })
@@ -155,52 +188,30 @@ impl OpenAiCompatible {
         if !stream {
             return self.json_reply(response).await.map(Reply::Json);
         }
-        if !response.status().is_success() {
-            return Err(read_error(&self.name, response, self.api_key.as_deref()).await);
-        }
-        Ok(Reply::Stream(relay_chunks(self.name.clone(), self.api_key.clone(), response)))
+        let response = self.ok_response(response).await?;
+        let config = RelayConfig {
+            provider: self.name.clone(),
+            api_key: self.api_key.clone(),
+            errors: self.errors,
+            cached_tokens_field: self.quirks.cached_tokens_field,
+        };
+        Ok(Reply::Stream(relay_chunks(config, response)))
     }
 
     /// Applies the preset's quirks: a borrowed request when nothing needs to change.
     fn adapt<'a>(&self, request: &'a ChatCompletionRequest) -> Result<Cow<'a, ChatCompletionRequest>, ProviderError> {
-        let q = &self.quirks;
-        let reject = |param: &str, detail: &str| Err(ProviderError::unsupported(&self.name, param, detail));
-        if q.single_choice && request.n.is_some_and(|n| n > 1) {
-            return reject("n", "only one choice per request (n = 1)");
-        }
-        if q.no_logprobs && (request.logprobs == Some(true) || request.top_logprobs.is_some()) {
-            return reject(
-                if request.logprobs == Some(true) { "logprobs" } else { "top_logprobs" },
-                "log probabilities are not available",
-            );
-        }
-        if q.no_logit_bias && request.logit_bias.is_some() {
-            return reject("logit_bias", "token biasing is not available");
-        }
-        if q.no_penalties && (request.presence_penalty.is_some() || request.frequency_penalty.is_some()) {
-            let param = if request.presence_penalty.is_some() { "presence_penalty" } else { "frequency_penalty" };
-            return reject(param, "repetition penalties are not available");
-        }
-        let rename_max = q.max_tokens_only && request.max_completion_tokens.is_some();
-        let rename_seed = q.seed_field.is_some() && request.seed.is_some();
-        let strip = q.strip_attribution && (request.user.is_some() || request.metadata.is_some());
-        if !(rename_max || rename_seed || strip) {
-            return Ok(Cow::Borrowed(request));
-        }
-        let mut adapted = request.clone();
-        if rename_max {
-            let max = adapted.max_completion_tokens.take();
-            adapted.max_tokens = adapted.max_tokens.or(max);
-        }
-        if let (Some(field), Some(seed)) = (q.seed_field, adapted.seed.take()) {
-            adapted.extra.insert(field.to_owned(), seed.into());
-        }
-        if strip {
-            adapted.user = None;
-            adapted.metadata = None;
-        }
-        Ok(Cow::Owned(adapted))
+        request::adapt(&self.name, &self.quirks, request)
     }
+}
+
+/// A whole answer whose usage counts cache hits in the provider's own field (DeepSeek), with
+/// OpenAI's `prompt_tokens_details.cached_tokens` added; `None` when nothing changes.
+fn with_cached_tokens_in_body(body: &[u8], field: &str) -> Option<Bytes> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let usage = value.get_mut("usage")?;
+    let patched = stream::with_cached_tokens(&usage.to_string(), field)?;
+    *usage = serde_json::from_str(&patched).ok()?;
+    serde_json::to_vec(&value).ok().map(Bytes::from)
 }
 
 #[async_trait]
@@ -214,9 +225,11 @@ impl Provider for OpenAiCompatible {
     }
 
     async fn chat(&self, request: &ChatCompletionRequest) -> Result<Reply, ProviderError> {
-        let request = self.adapt(request)?;
-        let response = self.post(Api::Chat, &request.model, &*request).await?;
-        self.reply(response, request.is_stream()).await
+        let (body, ()) = self.encode(request)?;
+        self.check_credentials()?;
+        let url = self.endpoints.url(Api::Chat, &request.model);
+        let response = post_json(&self.name, &self.client, url, self.headers.clone(), body).await?;
+        self.decode(request, (), response).await
     }
 
     async fn completion(&self, request: &CompletionRequest) -> Result<Reply, ProviderError> {
@@ -230,35 +243,24 @@ impl Provider for OpenAiCompatible {
     }
 }
 
-/// Upstream SSE events to chunk JSON, as they arrive. `[DONE]` ends the stream; an `error` object in
-/// the stream becomes an error item.
-fn relay_chunks(provider: String, api_key: Option<String>, response: reqwest::Response) -> ChunkStream {
-    let events = sse_events(provider.clone(), response);
-    let chunks = events
-        .take_while(|event| std::future::ready(!matches!(event, Ok(e) if &e.data[..] == b"[DONE]")))
-        .map(move |event| {
-            let event = event?;
-            if memchr::memmem::find(&event.data, b"\"error\"").is_some() && is_error_event(&event.data) {
-                return Err(super::transport::upstream_error(
-                    &provider,
-                    http::StatusCode::BAD_GATEWAY,
-                    None,
-                    &event.data,
-                    api_key.as_deref(),
-                ));
-            }
-            Ok(event.data)
-        });
-    Box::pin(chunks)
-}
+#[async_trait]
+impl Codec for OpenAiCompatible {
+    type Context = ();
 
-/// An in-stream error object (`{"error": {...}}`), as opposed to a chunk that mentions the word.
-fn is_error_event(data: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct ErrorOnly {
-        error: Option<serde::de::IgnoredAny>,
+    fn encode(&self, request: &ChatCompletionRequest) -> Result<(Vec<u8>, ()), ProviderError> {
+        let request = self.adapt(request)?;
+        let body = serde_json::to_vec(&*request).map_err(|e| ProviderError::invalid_request("body", e.to_string()))?;
+        Ok((body, ()))
     }
-    serde_json::from_slice::<ErrorOnly>(data).is_ok_and(|e| e.error.is_some())
+
+    async fn decode(
+        &self,
+        request: &ChatCompletionRequest,
+        (): (),
+        response: reqwest::Response,
+    ) -> Result<Reply, ProviderError> {
+        self.reply(response, request.is_stream()).await
+    }
 }
 
 #[cfg(test)]
