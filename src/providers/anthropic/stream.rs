@@ -21,7 +21,7 @@ use super::error::stream_error;
 use super::request::JsonMode;
 use super::response::{AnthropicUsage, finish_reason};
 use crate::providers::ProviderError;
-use crate::providers::native::{ChunkWriter, FinishReason, Text, Translate, unix_now};
+use crate::providers::native::{ChunkWriter, FinishReason, Str, Text, Translate, unix_now};
 use crate::providers::sse::SseEvent;
 
 /// How far past the blocks seen so far a new block's index may be.
@@ -62,22 +62,22 @@ struct BlockStart<'a> {
     #[serde(default, borrow)]
     text: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Str<'a>>,
     #[serde(default, borrow)]
-    name: Option<Cow<'a, str>>,
+    name: Option<Str<'a>>,
 }
 
 /// A `content_block_delta`'s delta (`type` set) or a `message_delta`'s (`stop_reason`).
 #[derive(Debug, Deserialize)]
 struct Delta<'a> {
     #[serde(rename = "type", default, borrow)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Str<'a>>,
     #[serde(default, borrow)]
     text: Option<&'a RawValue>,
     #[serde(default, borrow)]
     partial_json: Option<&'a RawValue>,
     #[serde(default, borrow)]
-    stop_reason: Option<Cow<'a, str>>,
+    stop_reason: Option<Str<'a>>,
 }
 
 /// What a content block of the answer is, by its Anthropic index.
@@ -163,7 +163,7 @@ impl StreamTranslator {
                 let (Some(id), Some(name)) = (block.id, block.name) else {
                     return Err(self.invalid("a tool_use block without id or name"));
                 };
-                if self.json_mode.as_ref().is_some_and(|mode| mode.tool == name) {
+                if self.json_mode.as_ref().is_some_and(|mode| *mode.tool == *name) {
                     Block::JsonAnswer
                 } else {
                     let tool = self.tool_calls;

@@ -22,7 +22,7 @@ use serde_json::value::RawValue;
 use super::error::stream_error;
 use super::response::{CohereUsage, Ending, ending};
 use crate::providers::ProviderError;
-use crate::providers::native::{ChunkWriter, Text, Translate, completion_id, tool_call_id};
+use crate::providers::native::{ChunkWriter, Str, Text, Translate, completion_id, tool_call_id};
 use crate::providers::sse::SseEvent;
 
 pub struct CohereStream {
@@ -66,14 +66,14 @@ struct Event<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Str<'a>>,
     #[serde(default)]
     index: Option<u32>,
     #[serde(borrow, default)]
     delta: Option<&'a RawValue>,
     /// An `error` event's message.
     #[serde(borrow, default)]
-    message: Option<Cow<'a, str>>,
+    message: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -92,7 +92,7 @@ struct ContentMessage<'a> {
 struct ContentPiece<'a> {
     /// Absent on text pieces; `thinking` on a reasoning model's thoughts.
     #[serde(rename = "type", borrow, default)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Str<'a>>,
     #[serde(borrow, default)]
     text: Option<&'a RawValue>,
 }
@@ -112,7 +112,7 @@ struct ToolCallMessage<'a> {
 #[derive(Deserialize)]
 struct ToolCallPiece<'a> {
     #[serde(borrow, default)]
-    id: Option<Cow<'a, str>>,
+    id: Option<Str<'a>>,
     #[serde(borrow)]
     function: FunctionPiece<'a>,
 }
@@ -120,7 +120,7 @@ struct ToolCallPiece<'a> {
 #[derive(Deserialize)]
 struct FunctionPiece<'a> {
     #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
+    name: Option<Str<'a>>,
     #[serde(borrow, default)]
     arguments: Option<&'a RawValue>,
 }
@@ -128,11 +128,11 @@ struct FunctionPiece<'a> {
 #[derive(Deserialize)]
 struct MessageEnd<'a> {
     #[serde(borrow, default)]
-    finish_reason: Option<Cow<'a, str>>,
+    finish_reason: Option<Str<'a>>,
     #[serde(default)]
     usage: Option<CohereUsage>,
     #[serde(borrow, default)]
-    error: Option<Cow<'a, str>>,
+    error: Option<Str<'a>>,
 }
 
 impl Translate for CohereStream {
@@ -169,7 +169,7 @@ impl Translate for CohereStream {
                     .map_err(|e| self.invalid(format!("tool-call-start: {e}")))?;
                 let call = piece.message.tool_calls;
                 let name = call.function.name.ok_or_else(|| self.invalid("a tool call without a name"))?;
-                let id = call.id.unwrap_or_else(|| tool_call_id().into());
+                let id = call.id.unwrap_or_else(|| Str(tool_call_id().into()));
                 let arguments = call.function.arguments.and_then(Text::json).unwrap_or(Text::Plain(""));
                 let tool = self.tool_calls.len() as u32;
                 self.tool_calls.push(event.index.unwrap_or(tool));

@@ -12,22 +12,14 @@ use crate::openai::chat::{FunctionCall, ToolCall};
 use crate::openai::usage::PromptTokensDetails;
 use crate::providers::native::{self, Completion, FinishReason, Message};
 
-/// A string borrowed from the event when it has no escapes (they never do here), owned otherwise.
-#[derive(Debug, Deserialize)]
-#[serde(transparent)]
-pub struct Str<'a>(#[serde(borrow)] pub Cow<'a, str>);
-
-impl Str<'_> {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+use crate::providers::native::Few;
+pub use crate::providers::native::Str;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerateContentResponse<'a> {
     #[serde(default, borrow)]
-    pub candidates: Vec<Candidate<'a>>,
+    pub candidates: Few<Candidate<'a>>,
     #[serde(default, borrow)]
     pub prompt_feedback: Option<PromptFeedback<'a>>,
     #[serde(default)]
@@ -56,7 +48,7 @@ pub struct Candidate<'a> {
 #[derive(Debug, Deserialize)]
 pub struct CandidateContent<'a> {
     #[serde(default, borrow)]
-    pub parts: Vec<Part<'a>>,
+    pub parts: Few<Part<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -339,7 +331,10 @@ mod tests {
         let text = r#"{"candidates":[{"finishReason":"STOP"}],"modelVersion":"gemini-2.5-flash","responseId":"r"}"#;
         let response: GenerateContentResponse<'_> = serde_json::from_str(text).unwrap();
         assert!(matches!(response.model_version.unwrap().0, Cow::Borrowed("gemini-2.5-flash")));
-        assert!(matches!(response.candidates[0].finish_reason.as_ref().unwrap().0, Cow::Borrowed("STOP")));
+        assert!(matches!(
+            response.candidates.iter().next().unwrap().finish_reason.as_ref().unwrap().0,
+            Cow::Borrowed("STOP")
+        ));
         let escaped: GenerateContentResponse<'_> = serde_json::from_str(r#"{"responseId":"a\u0062"}"#).unwrap();
         assert_eq!(escaped.response_id.unwrap().as_str(), "ab");
     }

@@ -1,7 +1,8 @@
 //! OpenAI `chat.completion.chunk` objects written straight into their output buffer: one allocation
-//! per chunk, sized up front, with upstream text copied as the JSON string it already is.
+//! per chunk, sized exactly up front (a `Vec` whose length is its capacity becomes `Bytes` without a
+//! second allocation), with upstream text copied as the JSON string it already is.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde_json::value::RawValue;
 
 use super::FinishReason;
@@ -29,26 +30,77 @@ impl<'a> Text<'a> {
             Self::Plain(text) => text.is_empty(),
         }
     }
+}
 
-    fn len_hint(&self) -> usize {
+/// One part of a chunk being written.
+#[derive(Clone, Copy)]
+enum Part<'a> {
+    Bytes(&'a [u8]),
+    Text(Text<'a>),
+    Str(&'a str),
+    Number(u64),
+}
+
+impl Part<'_> {
+    fn len(&self) -> usize {
         match self {
-            Self::Json(raw) => raw.get().len(),
-            // Quotes plus a little room for escapes; `BytesMut` grows if a text needs more.
-            Self::Plain(text) => text.len() + text.len() / 8 + 2,
+            Self::Bytes(bytes) => bytes.len(),
+            Self::Text(Text::Json(raw)) => raw.get().len(),
+            Self::Text(Text::Plain(text)) | Self::Str(text) => escaped_len(text),
+            Self::Number(n) => digits(*n),
         }
     }
 
-    fn write(&self, out: &mut BytesMut) {
+    fn write(&self, out: &mut Vec<u8>) {
         match self {
-            Self::Json(raw) => out.put_slice(raw.get().as_bytes()),
-            Self::Plain(text) => write_json_str(out, text),
+            Self::Bytes(bytes) => out.extend_from_slice(bytes),
+            Self::Text(Text::Json(raw)) => out.extend_from_slice(raw.get().as_bytes()),
+            // Writing a string into memory cannot fail.
+            Self::Text(Text::Plain(text)) | Self::Str(text) => drop(serde_json::to_writer(&mut *out, text)),
+            Self::Number(n) => {
+                let mut buffer = [0u8; 20];
+                let mut i = buffer.len();
+                let mut n = *n;
+                loop {
+                    i -= 1;
+                    buffer[i] = b'0' + (n % 10) as u8;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                out.extend_from_slice(&buffer[i..]);
+            }
         }
     }
 }
 
-fn write_json_str(out: &mut BytesMut, text: &str) {
-    // Writing a string into memory cannot fail.
-    let _ = serde_json::to_writer(out.writer(), text);
+/// The length of `text` as a JSON string literal written by serde_json: quotes, two-character
+/// escapes for `"`, `\\` and the common controls, `\u00XX` for the other controls.
+fn escaped_len(text: &str) -> usize {
+    2 + text
+        .bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .sum::<usize>()
+}
+
+fn digits(n: u64) -> usize {
+    n.checked_ilog10().map_or(1, |d| d as usize + 1)
+}
+
+/// The parts joined into one buffer of exactly their length.
+fn assemble(parts: &[Part<'_>]) -> Bytes {
+    let len = parts.iter().map(Part::len).sum();
+    let mut out = Vec::with_capacity(len);
+    for part in parts {
+        part.write(&mut out);
+    }
+    debug_assert_eq!(out.len(), len, "a chunk's size was computed wrong");
+    Bytes::from(out)
 }
 
 /// Writes the chunks of one streamed answer. The part every chunk shares (`id`, `object`, `created`,
@@ -63,115 +115,103 @@ const CHOICE_TAIL: &[u8] = b",\"logprobs\":null,\"finish_reason\":null}]}";
 
 impl ChunkWriter {
     pub fn new(id: &str, model: &str, created: u64) -> Self {
-        let mut head = BytesMut::with_capacity(96 + id.len() + model.len());
-        head.put_slice(b"{\"id\":");
-        write_json_str(&mut head, id);
-        head.put_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
-        head.put_slice(created.to_string().as_bytes());
-        head.put_slice(b",\"model\":");
-        write_json_str(&mut head, model);
-        head.put_slice(b",\"choices\":[");
-        Self { head: head.freeze() }
-    }
-
-    fn start(&self, choice: u32, body_hint: usize) -> BytesMut {
-        let mut out = BytesMut::with_capacity(self.head.len() + body_hint + 96);
-        out.put_slice(&self.head);
-        out.put_slice(b"{\"index\":");
-        put_u32(&mut out, choice);
-        out
+        let head = assemble(&[
+            Part::Bytes(b"{\"id\":"),
+            Part::Str(id),
+            Part::Bytes(b",\"object\":\"chat.completion.chunk\",\"created\":"),
+            Part::Number(created),
+            Part::Bytes(b",\"model\":"),
+            Part::Str(model),
+            Part::Bytes(b",\"choices\":["),
+        ]);
+        Self { head }
     }
 
     /// The first chunk of a choice: `delta: {"role": "assistant", "content": ""}`.
     pub fn role(&self, choice: u32) -> Bytes {
-        let mut out = self.start(choice, 0);
-        out.put_slice(b",\"delta\":{\"role\":\"assistant\",\"content\":\"\"}");
-        out.put_slice(CHOICE_TAIL);
-        out.freeze()
+        assemble(&[
+            Part::Bytes(&self.head),
+            Part::Bytes(b"{\"index\":"),
+            Part::Number(choice.into()),
+            Part::Bytes(b",\"delta\":{\"role\":\"assistant\",\"content\":\"\"}"),
+            Part::Bytes(CHOICE_TAIL),
+        ])
     }
 
     /// A piece of the answer's text.
     pub fn content(&self, choice: u32, text: Text<'_>) -> Bytes {
-        self.text_delta(choice, b"content", text)
+        self.text_delta(choice, b",\"delta\":{\"content\":", text)
     }
 
     /// A piece of a refusal (the model declined, in words).
     pub fn refusal(&self, choice: u32, text: Text<'_>) -> Bytes {
-        self.text_delta(choice, b"refusal", text)
+        self.text_delta(choice, b",\"delta\":{\"refusal\":", text)
     }
 
     fn text_delta(&self, choice: u32, field: &[u8], text: Text<'_>) -> Bytes {
-        let mut out = self.start(choice, text.len_hint());
-        out.put_slice(b",\"delta\":{\"");
-        out.put_slice(field);
-        out.put_slice(b"\":");
-        text.write(&mut out);
-        out.put_u8(b'}');
-        out.put_slice(CHOICE_TAIL);
-        out.freeze()
+        assemble(&[
+            Part::Bytes(&self.head),
+            Part::Bytes(b"{\"index\":"),
+            Part::Number(choice.into()),
+            Part::Bytes(field),
+            Part::Text(text),
+            Part::Bytes(b"}"),
+            Part::Bytes(CHOICE_TAIL),
+        ])
     }
 
     /// The start of a tool call: its id and name, and the first piece of its arguments (often empty).
     pub fn tool_call(&self, choice: u32, tool: u32, id: &str, name: &str, arguments: Text<'_>) -> Bytes {
-        let mut out = self.start(choice, id.len() + name.len() + arguments.len_hint() + 64);
-        out.put_slice(b",\"delta\":{\"tool_calls\":[{\"index\":");
-        put_u32(&mut out, tool);
-        out.put_slice(b",\"id\":");
-        write_json_str(&mut out, id);
-        out.put_slice(b",\"type\":\"function\",\"function\":{\"name\":");
-        write_json_str(&mut out, name);
-        out.put_slice(b",\"arguments\":");
-        arguments.write(&mut out);
-        out.put_slice(b"}}]}");
-        out.put_slice(CHOICE_TAIL);
-        out.freeze()
+        assemble(&[
+            Part::Bytes(&self.head),
+            Part::Bytes(b"{\"index\":"),
+            Part::Number(choice.into()),
+            Part::Bytes(b",\"delta\":{\"tool_calls\":[{\"index\":"),
+            Part::Number(tool.into()),
+            Part::Bytes(b",\"id\":"),
+            Part::Str(id),
+            Part::Bytes(b",\"type\":\"function\",\"function\":{\"name\":"),
+            Part::Str(name),
+            Part::Bytes(b",\"arguments\":"),
+            Part::Text(arguments),
+            Part::Bytes(b"}}]}"),
+            Part::Bytes(CHOICE_TAIL),
+        ])
     }
 
     /// A further piece of a tool call's JSON arguments.
     pub fn tool_arguments(&self, choice: u32, tool: u32, arguments: Text<'_>) -> Bytes {
-        let mut out = self.start(choice, arguments.len_hint() + 48);
-        out.put_slice(b",\"delta\":{\"tool_calls\":[{\"index\":");
-        put_u32(&mut out, tool);
-        out.put_slice(b",\"function\":{\"arguments\":");
-        arguments.write(&mut out);
-        out.put_slice(b"}}]}");
-        out.put_slice(CHOICE_TAIL);
-        out.freeze()
+        assemble(&[
+            Part::Bytes(&self.head),
+            Part::Bytes(b"{\"index\":"),
+            Part::Number(choice.into()),
+            Part::Bytes(b",\"delta\":{\"tool_calls\":[{\"index\":"),
+            Part::Number(tool.into()),
+            Part::Bytes(b",\"function\":{\"arguments\":"),
+            Part::Text(arguments),
+            Part::Bytes(b"}}]}"),
+            Part::Bytes(CHOICE_TAIL),
+        ])
     }
 
     /// The last chunk of a choice: an empty delta and why it ended.
     pub fn finish(&self, choice: u32, reason: FinishReason) -> Bytes {
-        let mut out = self.start(choice, 0);
-        out.put_slice(b",\"delta\":{},\"logprobs\":null,\"finish_reason\":\"");
-        out.put_slice(reason.as_str().as_bytes());
-        out.put_slice(b"\"}]}");
-        out.freeze()
+        assemble(&[
+            Part::Bytes(&self.head),
+            Part::Bytes(b"{\"index\":"),
+            Part::Number(choice.into()),
+            Part::Bytes(b",\"delta\":{},\"logprobs\":null,\"finish_reason\":\""),
+            Part::Bytes(reason.as_str().as_bytes()),
+            Part::Bytes(b"\"}]}"),
+        ])
     }
 
     /// The usage chunk that ends a stream: no choices, only `usage`.
     pub fn usage(&self, usage: &Usage) -> Bytes {
-        let mut out = BytesMut::with_capacity(self.head.len() + 160);
-        out.put_slice(&self.head);
-        out.put_slice(b"],\"usage\":");
-        let _ = serde_json::to_writer((&mut out).writer(), usage);
-        out.put_u8(b'}');
-        out.freeze()
+        // Once per stream: serialised then copied, rather than sized by hand.
+        let usage = serde_json::to_vec(usage).unwrap_or_default();
+        assemble(&[Part::Bytes(&self.head), Part::Bytes(b"],\"usage\":"), Part::Bytes(&usage), Part::Bytes(b"}")])
     }
-}
-
-fn put_u32(out: &mut BytesMut, n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[i..]);
 }
 
 #[cfg(test)]
@@ -234,6 +274,20 @@ mod tests {
         let mut expected = with(json!([]));
         expected["usage"] = json!({"prompt_tokens": 3, "completion_tokens": 4, "total_tokens": 7});
         assert_eq!(parse(&w.usage(&usage)), expected);
+    }
+
+    #[test]
+    fn sizes_are_exact_for_every_kind_of_character() {
+        for text in
+            ["", "plain", "quote \" and \\ backslash", "controls \n\r\t\u{8}\u{c}\u{1}\u{1f}", "unicode é 😀 </tag>"]
+        {
+            let mut written = Vec::new();
+            Part::Str(text).write(&mut written);
+            assert_eq!(Part::Str(text).len(), written.len(), "{text:?}");
+        }
+        for n in [0, 9, 10, 99, 100, u64::from(u32::MAX), u64::MAX] {
+            assert_eq!(Part::Number(n).len(), n.to_string().len());
+        }
     }
 
     #[test]

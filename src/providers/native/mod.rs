@@ -1,12 +1,14 @@
 //! What every translating adapter shares: building OpenAI answers (whole and as stream chunks),
 //! running a stream translator over upstream events, and reading the canonical request's parts.
 
+mod borrowed;
 mod chunk;
 mod codec;
 mod completion;
 mod request;
 mod translate;
 
+pub use borrowed::{Few, Str};
 pub use chunk::{ChunkWriter, Text};
 pub use codec::Codec;
 pub use completion::{Completion, FinishReason, Message};

@@ -121,8 +121,10 @@ struct XGroq<'a> {
 /// Per-stream state: the usage chunk still owed to the client.
 pub struct UsageNormalizer {
     cached_tokens_field: Option<&'static str>,
-    /// A usage-only chunk built from usage that came inside a chunk with choices (or in
-    /// `x_groq`), sent after the last chunk unless the provider sends a usage-only chunk itself.
+    /// The last chunk whose usage came inside a chunk with choices (or in `x_groq`): a usage-only
+    /// chunk is made from it after the last chunk, unless the provider sends one itself. Kept as the
+    /// chunk (a reference count, no copy) so that providers sending usage on every chunk cost
+    /// nothing per chunk for it.
     owed: Option<Bytes>,
 }
 
@@ -150,12 +152,14 @@ impl UsageNormalizer {
                 }
             }
             Some(usage) => {
-                self.owe(&envelope, usage.get());
-                Some(rewrite_field(&data, "usage", None).map_or(data, Bytes::from))
+                let without = without_member(&data, usage).or_else(|| rewrite_field(&data, "usage", None));
+                let chunk = without.map_or_else(|| data.clone(), Bytes::from);
+                self.owed = Some(data);
+                Some(chunk)
             }
             None => {
-                if let Some(usage) = envelope.x_groq.as_ref().and_then(|x| x.usage) {
-                    self.owe(&envelope, usage.get());
+                if envelope.x_groq.as_ref().is_some_and(|x| x.usage.is_some()) {
+                    self.owed = Some(data.clone());
                 }
                 if no_choices && envelope.prompt_filter_results.is_some() {
                     return None;
@@ -167,10 +171,9 @@ impl UsageNormalizer {
 
     /// The usage chunk still owed once the upstream stream is over.
     pub fn finish(&mut self) -> Option<Bytes> {
-        self.owed.take()
-    }
-
-    fn owe(&mut self, envelope: &Envelope, usage: &str) {
+        let source = self.owed.take()?;
+        let envelope = serde_json::from_slice::<Envelope>(&source).ok()?;
+        let usage = envelope.usage.or_else(|| envelope.x_groq.as_ref().and_then(|x| x.usage))?.get();
         let raw = |value: Option<&RawValue>, default: &'static str| value.map_or(default, |v| v.get()).to_owned();
         let usage = self.cached_tokens(usage).unwrap_or_else(|| usage.to_owned());
         let chunk = format!(
@@ -179,7 +182,7 @@ impl UsageNormalizer {
             raw(envelope.created, "0"),
             raw(envelope.model, r#""""#),
         );
-        self.owed = Some(Bytes::from(chunk));
+        Some(Bytes::from(chunk))
     }
 
     /// `usage` with the provider's cache-hit count as `prompt_tokens_details.cached_tokens`, when
@@ -187,6 +190,32 @@ impl UsageNormalizer {
     fn cached_tokens(&self, usage: &str) -> Option<String> {
         with_cached_tokens(usage, self.cached_tokens_field?)
     }
+}
+
+/// `object` without the member whose value is `value` (borrowed from `object`), cut out of the
+/// bytes in one allocation of exactly the result's size. `None` when the bytes around the value are
+/// not the plain `"key": value` expected, in which case the caller rewrites the object field by field.
+fn without_member(object: &[u8], value: &RawValue) -> Option<Vec<u8>> {
+    let is_space = |b: &u8| b.is_ascii_whitespace();
+    let start = (value.get().as_ptr() as usize).checked_sub(object.as_ptr() as usize)?;
+    let end = start.checked_add(value.get().len()).filter(|end| *end <= object.len())?;
+    let before = &object[..start];
+    let colon = before.iter().rposition(|b| !is_space(b)).filter(|i| before[*i] == b':')?;
+    let key_end = before[..colon].iter().rposition(|b| !is_space(b)).filter(|i| before[*i] == b'"')?;
+    let key_start = before[..key_end].iter().rposition(|b| *b == b'"')?;
+    let previous = before[..key_start].iter().rposition(|b| !is_space(b))?;
+    let (cut_from, cut_to) = match before[previous] {
+        b',' => (previous, end),
+        b'{' => match object[end..].iter().position(|b| !is_space(b)).map(|i| end + i) {
+            Some(next) if object[next] == b',' => (key_start, next + 1),
+            _ => (key_start, end),
+        },
+        _ => return None,
+    };
+    let mut out = Vec::with_capacity(object.len() - (cut_to - cut_from));
+    out.extend_from_slice(&object[..cut_from]);
+    out.extend_from_slice(&object[cut_to..]);
+    Some(out)
 }
 
 /// See `UsageNormalizer::cached_tokens`; `None` when nothing changes.
@@ -277,6 +306,20 @@ mod tests {
 
     fn chunk(choices: Value, usage: Value) -> Value {
         json!({"id": "c1", "object": "chat.completion.chunk", "created": 7, "model": "m", "choices": choices, "usage": usage})
+    }
+
+    #[test]
+    fn a_member_is_cut_out_wherever_it_is() {
+        for (object, expected) in [
+            (r#"{"id":"a","usage":{"x":1},"model":"m"}"#, r#"{"id":"a","model":"m"}"#),
+            (r#"{"id":"a","model":"m","usage":{"x":1}}"#, r#"{"id":"a","model":"m"}"#),
+            (r#"{"usage":{"x":1},"id":"a"}"#, r#"{"id":"a"}"#),
+            (r#"{ "id": "a" , "usage" : { "x": 1 } }"#, r#"{ "id": "a"  }"#),
+        ] {
+            let envelope: Envelope = serde_json::from_str(object).unwrap();
+            let out = without_member(object.as_bytes(), envelope.usage.unwrap()).unwrap();
+            assert_eq!(std::str::from_utf8(&out).unwrap(), expected);
+        }
     }
 
     #[test]
