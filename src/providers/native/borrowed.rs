@@ -106,6 +106,7 @@ mod tests {
         assert_eq!(event.items.len(), 3);
         assert!(matches!(event.kind.as_ref().map(|k| &k.0), Some(Cow::Borrowed("text_delta"))));
         let empty: Few<u8> = serde_json::from_str("[]").unwrap();
-        assert!(empty.is_empty() && empty.len() == 0);
+        assert!(empty.is_empty());
+        assert_eq!(empty.iter().count(), empty.len());
     }
 }
