@@ -131,10 +131,21 @@ struct Parameters {
     output_dimensionality: u32,
 }
 
+/// Vertex's Gemini embedding models take one text per `predict` call (the older `text-embedding-*`
+/// and `text-multilingual-embedding-*` take a batch).
+pub fn one_text_per_call(model: &str) -> bool {
+    model.starts_with("gemini-embedding")
+}
+
 impl<'a> Predict<'a> {
     pub fn new(embed: &Embed<'a>) -> Self {
+        Self::of(embed, &embed.texts)
+    }
+
+    /// A call for some of the texts.
+    pub fn of(embed: &Embed<'a>, texts: &[&'a str]) -> Self {
         Self {
-            instances: embed.texts.iter().map(|content| Instance { content, task_type: embed.task_type }).collect(),
+            instances: texts.iter().map(|content| Instance { content, task_type: embed.task_type }).collect(),
             parameters: embed.dimensions.map(|output_dimensionality| Parameters { output_dimensionality }),
         }
     }
@@ -168,10 +179,20 @@ struct Statistics {
 
 /// `predict`'s answer; each prediction counts its tokens.
 pub fn from_vertex(body: &[u8], model: &str, embed: &Embed<'_>) -> Result<JsonReply, String> {
-    let response: PredictResponse = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let tokens: f64 =
-        response.predictions.iter().filter_map(|p| p.embeddings.statistics.as_ref()).map(|s| s.token_count).sum();
-    let vectors: Vec<Vec<f64>> = response.predictions.into_iter().map(|p| p.embeddings.values).collect();
+    from_vertex_calls(std::slice::from_ref(&body), model, embed)
+}
+
+/// The answers of several `predict` calls, in the order of their texts.
+pub fn from_vertex_calls(bodies: &[impl AsRef<[u8]>], model: &str, embed: &Embed<'_>) -> Result<JsonReply, String> {
+    let mut tokens = 0.0;
+    let mut vectors = Vec::with_capacity(embed.texts.len());
+    for body in bodies {
+        let response: PredictResponse = serde_json::from_slice(body.as_ref()).map_err(|e| e.to_string())?;
+        for prediction in response.predictions {
+            tokens += prediction.embeddings.statistics.as_ref().map_or(0.0, |s| s.token_count);
+            vectors.push(prediction.embeddings.values);
+        }
+    }
     list(model, vectors, tokens as u64, embed)
 }
 
@@ -271,6 +292,25 @@ mod tests {
                 "data": [{"object": "embedding", "index": 0, "embedding": [0.1, -0.2, 0.3]}, {"object": "embedding", "index": 1, "embedding": [0.0, 0.5, -0.5]}]})
         );
         assert!(from_gemini(br#"{"embeddings":[]}"#, "m", &embed).is_err());
+    }
+
+    #[test]
+    fn vertex_gemini_embedding_takes_one_text_per_call_and_the_answers_join_in_order() {
+        assert!(one_text_per_call("gemini-embedding-001") && !one_text_per_call("text-embedding-005"));
+        let r = request(json!({"model": "e", "input": ["a", "b"]}));
+        let embed = Embed::read("p", &r).unwrap();
+        let calls: Vec<Value> =
+            embed.texts.iter().map(|t| serde_json::to_value(Predict::of(&embed, &[t])).unwrap()).collect();
+        assert_eq!(calls, [json!({"instances": [{"content": "a"}]}), json!({"instances": [{"content": "b"}]})]);
+        let bodies = [
+            br#"{"predictions":[{"embeddings":{"values":[1,0],"statistics":{"token_count":1}}}]}"#.as_slice(),
+            br#"{"predictions":[{"embeddings":{"values":[0,1],"statistics":{"token_count":2.0}}}]}"#.as_slice(),
+        ];
+        let reply = from_vertex_calls(&bodies, "gemini-embedding-001", &embed).unwrap();
+        let answer: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(answer["data"][0]["embedding"], json!([1.0, 0.0]));
+        assert_eq!(answer["data"][1]["embedding"], json!([0.0, 1.0]));
+        assert_eq!(answer["usage"]["prompt_tokens"], 3);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod stream;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures_util::{StreamExt, TryStreamExt};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
 use serde::Serialize;
 
@@ -32,6 +33,9 @@ const GEMINI_API_VERSION: &str = "v1beta";
 const VERTEX_API_VERSION: &str = "v1";
 const VERTEX_LOCATION: &str = "us-central1";
 const CREDENTIALS_ENV: &str = "GOOGLE_APPLICATION_CREDENTIALS";
+
+/// Vertex embedding calls in flight at once for models that take one text per call.
+const VERTEX_EMBED_CONCURRENCY: usize = 8;
 
 pub struct Gemini {
     name: String,
@@ -217,6 +221,17 @@ impl Provider for Gemini {
                 let body = BatchEmbedContents::new(&embed, &resource);
                 let response = self.post(self.url(model, "batchEmbedContents", false), &body).await?;
                 embeddings::from_gemini(&self.ok_body(response).await?, model, &embed)
+            }
+            Flavor::Vertex if embeddings::one_text_per_call(model) => {
+                // One call per text, a few at a time, answers kept in the texts' order.
+                let url = self.url(model, "predict", false);
+                let calls = (0..embed.texts.len()).map(|i| {
+                    let (url, body) = (url.clone(), Predict::of(&embed, &embed.texts[i..=i]));
+                    async move { self.ok_body(self.post(url, &body).await?).await }
+                });
+                let bodies: Vec<bytes::Bytes> =
+                    futures_util::stream::iter(calls).buffered(VERTEX_EMBED_CONCURRENCY).try_collect().await?;
+                embeddings::from_vertex_calls(&bodies, model, &embed)
             }
             Flavor::Vertex => {
                 let response = self.post(self.url(model, "predict", false), &Predict::new(&embed)).await?;
