@@ -135,12 +135,69 @@ struct MessageEnd<'a> {
     error: Option<Str<'a>>,
 }
 
+/// A `content-delta` or `tool-call-delta` event, read whole.
+#[derive(Deserialize)]
+struct DeltaEvent<T> {
+    #[serde(default)]
+    index: Option<u32>,
+    delta: T,
+}
+
+impl CohereStream {
+    fn content(&mut self, content: ContentPiece<'_>, out: &mut VecDeque<Bytes>) {
+        if content.kind.as_deref().is_some_and(|kind| kind != "text") {
+            return;
+        }
+        if let Some(text) = content.text.and_then(Text::json).filter(|text| !text.is_empty()) {
+            let chunk = self.writer(None, out).content(0, text);
+            out.push_back(chunk);
+        }
+    }
+
+    fn tool_arguments(
+        &mut self,
+        index: Option<u32>,
+        piece: ToolCallDelta<'_>,
+        out: &mut VecDeque<Bytes>,
+    ) -> Result<(), ProviderError> {
+        // The call with the event's index; without one, the latest call.
+        let tool = match index {
+            Some(index) => self.tool_calls.iter().rposition(|i| *i == index),
+            None => self.tool_calls.len().checked_sub(1),
+        }
+        .ok_or_else(|| self.invalid("tool-call-delta before its tool-call-start"))?;
+        if let Some(arguments) = piece.message.tool_calls.function.arguments.and_then(Text::json)
+            && !arguments.is_empty()
+        {
+            let chunk = self.writer(None, out).tool_arguments(0, tool as u32, arguments);
+            out.push_back(chunk);
+        }
+        Ok(())
+    }
+}
+
 impl Translate for CohereStream {
     type Event = SseEvent;
 
     fn event(&mut self, sse: SseEvent, out: &mut VecDeque<Bytes>) -> Result<(), ProviderError> {
         if self.ended {
             return Ok(());
+        }
+        // The two events a stream is made of, read in one pass by their SSE name: the general path
+        // below captures `delta` raw first, which costs serde_json a scratch allocation per event.
+        match sse.event.as_deref() {
+            Some(b"content-delta") => {
+                let event: DeltaEvent<ContentDelta> =
+                    serde_json::from_slice(&sse.data).map_err(|e| self.invalid(format!("content-delta: {e}")))?;
+                self.content(event.delta.message.content, out);
+                return Ok(());
+            }
+            Some(b"tool-call-delta") => {
+                let event: DeltaEvent<ToolCallDelta> =
+                    serde_json::from_slice(&sse.data).map_err(|e| self.invalid(format!("tool-call-delta: {e}")))?;
+                return self.tool_arguments(event.index, event.delta, out);
+            }
+            _ => {}
         }
         let event: Event = serde_json::from_slice(&sse.data)
             .map_err(|e| self.invalid(format!("a stream event that is not Cohere's: {e}")))?;
@@ -154,15 +211,7 @@ impl Translate for CohereStream {
             "content-delta" => {
                 let piece: ContentDelta = serde_json::from_str(delta("content-delta")?)
                     .map_err(|e| self.invalid(format!("content-delta: {e}")))?;
-                let content = piece.message.content;
-                if content.kind.as_deref().is_some_and(|kind| kind != "text") {
-                    return Ok(());
-                }
-                let Some(text) = content.text.and_then(Text::json).filter(|text| !text.is_empty()) else {
-                    return Ok(());
-                };
-                let chunk = self.writer(None, out).content(0, text);
-                out.push_back(chunk);
+                self.content(piece.message.content, out);
             }
             "tool-call-start" => {
                 let piece: ToolCallDelta = serde_json::from_str(delta("tool-call-start")?)
@@ -179,19 +228,7 @@ impl Translate for CohereStream {
             "tool-call-delta" => {
                 let piece: ToolCallDelta = serde_json::from_str(delta("tool-call-delta")?)
                     .map_err(|e| self.invalid(format!("tool-call-delta: {e}")))?;
-                // The call with the event's index; without one, the latest call.
-                let tool = match event.index {
-                    Some(index) => self.tool_calls.iter().rposition(|i| *i == index),
-                    None => self.tool_calls.len().checked_sub(1),
-                }
-                .ok_or_else(|| self.invalid("tool-call-delta before its tool-call-start"))?;
-                let Some(arguments) = piece.message.tool_calls.function.arguments.and_then(Text::json) else {
-                    return Ok(());
-                };
-                if !arguments.is_empty() {
-                    let chunk = self.writer(None, out).tool_arguments(0, tool as u32, arguments);
-                    out.push_back(chunk);
-                }
+                self.tool_arguments(event.index, piece, out)?;
             }
             "message-end" => {
                 let end: MessageEnd = match event.delta {

@@ -12,7 +12,7 @@ use crate::openai::chat::{FunctionCall, ToolCall};
 use crate::openai::usage::PromptTokensDetails;
 use crate::providers::native::{self, Completion, FinishReason, Message};
 
-use crate::providers::native::Few;
+use crate::providers::native::{Few, Skip};
 pub use crate::providers::native::Str;
 
 #[derive(Debug, Deserialize)]
@@ -43,6 +43,22 @@ pub struct Candidate<'a> {
     /// Left out for the first candidate (protobuf's default).
     #[serde(default)]
     pub index: u32,
+    // Not read; declared so that skipping them allocates nothing (see `Skip`).
+    #[serde(default)]
+    #[allow(dead_code, reason = "declared to be skipped without allocating")]
+    safety_ratings: Skip,
+    #[serde(default)]
+    #[allow(dead_code, reason = "declared to be skipped without allocating")]
+    citation_metadata: Skip,
+    #[serde(default)]
+    #[allow(dead_code, reason = "declared to be skipped without allocating")]
+    grounding_metadata: Skip,
+    #[serde(default)]
+    #[allow(dead_code, reason = "declared to be skipped without allocating")]
+    logprobs_result: Skip,
+    #[serde(default)]
+    #[allow(dead_code, reason = "declared to be skipped without allocating")]
+    url_context_metadata: Skip,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,6 +131,19 @@ pub struct UsageMetadata {
     pub cached_content_token_count: Option<u64>,
     #[serde(default)]
     pub total_token_count: Option<u64>,
+    // Per-modality breakdowns: not read; declared so that skipping them allocates nothing.
+    #[serde(default)]
+    #[allow(dead_code, reason = "declared to be skipped without allocating")]
+    prompt_tokens_details: Skip,
+    #[serde(default)]
+    #[allow(dead_code, reason = "declared to be skipped without allocating")]
+    candidates_tokens_details: Skip,
+    #[serde(default)]
+    #[allow(dead_code, reason = "declared to be skipped without allocating")]
+    cache_tokens_details: Skip,
+    #[serde(default)]
+    #[allow(dead_code, reason = "declared to be skipped without allocating")]
+    tool_use_prompt_tokens_details: Skip,
 }
 
 impl UsageMetadata {

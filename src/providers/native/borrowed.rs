@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 
 use serde::Deserialize;
-use serde::de::{Deserializer, SeqAccess, Visitor};
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 /// A string borrowed from the event when it has no escapes, owned otherwise. Unlike a bare
 /// `Option<Cow<str>>` field, which serde always copies, `Option<Str>` borrows.
@@ -86,6 +86,55 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Few<T> {
     }
 }
 
+/// Any JSON value, read and dropped. serde's own way of skipping an unknown field (`IgnoredAny`)
+/// makes serde_json allocate a scratch stack, per parse, for a value nested two levels deep; a
+/// field declared as `Skip` walks the value instead and allocates nothing. For the nested fields an
+/// event usually carries and a translation does not read (e.g. Gemini's token details).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SkipVisitor;
+        impl<'de> Visitor<'de> for SkipVisitor {
+            type Value = Skip;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_unit<E>(self) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_none<E>(self) -> Result<Skip, E> {
+                Ok(Skip)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+                while seq.next_element::<Skip>()?.is_some() {}
+                Ok(Skip)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+                while map.next_entry::<IgnoredAny, Skip>()?.is_some() {}
+                Ok(Skip)
+            }
+        }
+        deserializer.deserialize_any(SkipVisitor)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +154,9 @@ mod tests {
         assert_eq!(items, ["a", "b\"", "c"]);
         assert_eq!(event.items.len(), 3);
         assert!(matches!(event.kind.as_ref().map(|k| &k.0), Some(Cow::Borrowed("text_delta"))));
+        let nested: Skip = serde_json::from_str(r#"{"a":[{"b":{"c":[1,2.5,-3,"d",null,true]}}]}"#).unwrap();
+        assert_eq!(nested, Skip);
+        assert!(serde_json::from_str::<Skip>(r#"{"a":[}"#).is_err());
         let empty: Few<u8> = serde_json::from_str("[]").unwrap();
         assert!(empty.is_empty());
         assert_eq!(empty.iter().count(), empty.len());

@@ -8,7 +8,7 @@ mod completion;
 mod request;
 mod translate;
 
-pub use borrowed::{Few, Str};
+pub use borrowed::{Few, Skip, Str};
 pub use chunk::{ChunkWriter, Text};
 pub use codec::Codec;
 pub use completion::{Completion, FinishReason, Message};
