@@ -12,8 +12,8 @@ use crate::openai::chat::{FunctionCall, ToolCall};
 use crate::openai::usage::PromptTokensDetails;
 use crate::providers::native::{self, Completion, FinishReason, Message};
 
-use crate::providers::native::{Few, Skip};
 pub use crate::providers::native::Str;
+use crate::providers::native::{Few, Skip};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]

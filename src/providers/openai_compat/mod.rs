@@ -4,6 +4,7 @@
 //! contract that clients notice (`stream.rs`).
 
 mod errors;
+mod members;
 mod presets;
 mod request;
 mod stream;
