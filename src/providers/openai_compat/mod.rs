@@ -239,7 +239,8 @@ impl Provider for OpenAiCompatible {
     }
 
     async fn embeddings(&self, request: &EmbeddingsRequest) -> Result<JsonReply, ProviderError> {
-        let response = self.post(Api::Embeddings, &request.model, request).await?;
+        let request = request::adapt_embeddings(&self.quirks, request);
+        let response = self.post(Api::Embeddings, &request.model, &*request).await?;
         self.json_reply(response).await
     }
 }

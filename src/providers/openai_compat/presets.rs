@@ -52,6 +52,8 @@ pub struct Quirks {
     /// The usage field that counts prompt tokens served from the provider's cache, copied into
     /// OpenAI's `prompt_tokens_details.cached_tokens` where the provider does not set that itself.
     pub cached_tokens_field: Option<&'static str>,
+    /// Embeddings' `dimensions` is called something else (Mistral: `output_dimension`).
+    pub dimensions_field: Option<&'static str>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +83,7 @@ const COMPAT: Quirks = Quirks {
     inline_images_only: false,
     no_json_schema: false,
     cached_tokens_field: None,
+    dimensions_field: None,
 };
 
 pub fn preset(kind: ProviderKind) -> Preset {
@@ -99,6 +102,8 @@ pub fn preset(kind: ProviderKind) -> Preset {
                 no_logit_bias: true,
                 strip_attribution: true,
                 no_stream_options: true,
+                // docs.mistral.ai/api/endpoint/embeddings: `output_dimension`, no `user`.
+                dimensions_field: Some("output_dimension"),
                 ..COMPAT
             },
         ),

@@ -4,9 +4,9 @@
 use std::borrow::Cow;
 
 use super::Quirks;
-use crate::openai::ChatMessage;
 use crate::openai::chat::{ChatCompletionRequest, ResponseFormat, ToolChoice, ToolChoiceMode};
 use crate::openai::content::{ContentPart, MessageContent};
+use crate::openai::{ChatMessage, EmbeddingsRequest};
 use crate::providers::ProviderError;
 
 pub fn adapt<'a>(
@@ -120,6 +120,23 @@ fn check_images(provider: &str, q: &Quirks, messages: &[ChatMessage]) -> Result<
         }
     }
     Ok(())
+}
+
+/// The embeddings request with the preset's quirks applied: a borrowed request when nothing changes.
+pub fn adapt_embeddings<'a>(quirks: &Quirks, request: &'a EmbeddingsRequest) -> Cow<'a, EmbeddingsRequest> {
+    let rename = quirks.dimensions_field.filter(|_| request.dimensions.is_some());
+    let strip = quirks.strip_attribution && request.user.is_some();
+    if rename.is_none() && !strip {
+        return Cow::Borrowed(request);
+    }
+    let mut adapted = request.clone();
+    if let (Some(field), Some(dimensions)) = (rename, adapted.dimensions.take()) {
+        adapted.extra.insert(field.to_owned(), dimensions.into());
+    }
+    if strip {
+        adapted.user = None;
+    }
+    Cow::Owned(adapted)
 }
 
 #[cfg(test)]
