@@ -320,3 +320,34 @@ async fn shutdown_drains_a_stream_in_flight_then_stops_listening() {
     tokio::time::timeout(Duration::from_secs(10), shutdown).await.expect("shutdown finishes").unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
 }
+
+#[tokio::test]
+async fn failures_that_may_pass_are_retried_and_others_are_not() {
+    let upstream = FakeUpstream::start().await;
+    // `status-500` keeps the default three attempts; `status-503` is configured for one.
+    let config = common::config_for(&upstream, "").replace(
+        "[models.\"status-503\"]\nprovider = \"fake\"\n",
+        "[models.\"status-503\"]\nprovider = \"fake\"\nretry = { attempts = 1 }\n",
+    ) + "[retry]\nbase_backoff_ms = 1\nmax_backoff_ms = 5\n";
+    let gateway = TestGateway::start_with(&config).await;
+    for (model, stream, calls) in [
+        ("status-500", false, 3),
+        ("status-500", true, 3),
+        ("status-503", false, 1),
+        ("status-400", false, 1),
+        ("status-401", false, 1),
+        ("status-429", false, 1), // retry-after: 7, beyond max_retry_after_secs (5): the client decides
+    ] {
+        let before = upstream.calls();
+        let mut body = chat_body(model, "hi");
+        body["stream"] = json!(stream);
+        let response = gateway.post("/v1/chat/completions", body).await;
+        assert!(response.status().is_client_error() || response.status().is_server_error(), "{model}");
+        assert_eq!(upstream.calls() - before, calls, "{model} (stream: {stream})");
+    }
+    let metrics = gateway.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"cherrypick_upstream_retries_total{kind="upstream_5xx",provider="fake"} 4"#),
+        "{metrics}"
+    );
+}

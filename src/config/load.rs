@@ -11,7 +11,8 @@ use toml::{Table, Value};
 use super::{Config, ProviderKind};
 
 const ENV_PREFIX: &str = "CHERRYPICK__";
-const SECTIONS: &[&str] = &["server", "auth", "log", "metrics", "providers", "models", "routing", "router", "cache"];
+const SECTIONS: &[&str] =
+    &["server", "auth", "log", "metrics", "providers", "models", "routing", "router", "cache", "retry"];
 
 /// A configuration that failed to load: every problem found, one per line.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,7 @@ pub fn load_str(text: &str, source_name: &str, env: &[(String, String)]) -> Resu
         routing: section(table.remove("routing"), "routing", &mut problems),
         router: section(table.remove("router"), "router", &mut problems),
         cache: section(table.remove("cache"), "cache", &mut problems),
+        retry: section(table.remove("retry"), "retry", &mut problems),
         providers: entries(table.remove("providers"), "providers", &mut problems),
         models: entries(table.remove("models"), "models", &mut problems),
     };
@@ -214,6 +216,13 @@ fn cross_check(config: &Config, problems: &mut Vec<String>) {
             {
                 problems.push(format!("`providers.{name}.headers.{header}` is not a valid HTTP header"));
             }
+        }
+    }
+    let retries = std::iter::once(("retry".to_owned(), &config.retry))
+        .chain(config.models.iter().filter_map(|(name, m)| Some((format!("models.{name}.retry"), m.retry.as_ref()?))));
+    for (path, retry) in retries {
+        if retry.attempts == 0 {
+            problems.push(format!("`{path}.attempts` must be at least 1 (1: no retries)"));
         }
     }
     let mut public_names = HashSet::new();

@@ -5,6 +5,7 @@ mod cache;
 mod load;
 mod model;
 mod provider;
+mod retry;
 mod router;
 mod secret;
 
@@ -17,6 +18,7 @@ pub use cache::{CacheConfig, CacheMode, L1Config, L2Config, L3Config, SemanticCo
 pub use load::{ConfigError, Loaded, load_file, load_str};
 pub use model::{ModelConfig, RoutingConfig, is_auto};
 pub use provider::{ProviderConfig, ProviderKind};
+pub use retry::RetryConfig;
 pub use router::{DEFAULT_ENCODER, PolicyConfig, RouterConfig};
 pub use secret::Secret;
 
@@ -34,6 +36,7 @@ pub struct Config {
     pub routing: RoutingConfig,
     pub router: RouterConfig,
     pub cache: CacheConfig,
+    pub retry: RetryConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

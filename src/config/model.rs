@@ -22,6 +22,9 @@ pub struct ModelConfig {
     /// Other public names for this model.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// This model's retries, instead of `[retry]` (fields left out take the built-in defaults).
+    #[serde(default)]
+    pub retry: Option<super::RetryConfig>,
 }
 
 /// `auto` and `auto:POLICY` are reserved for the router: never a model name in `[models]`.

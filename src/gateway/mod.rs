@@ -3,6 +3,7 @@
 
 mod cached;
 mod metered;
+mod retry;
 mod routes;
 mod routing;
 mod validate;
@@ -11,7 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::StreamExt;
 
 pub use cached::{Replay, RequestContext, SEMANTIC_MAX_CHARS};
 pub use routes::{Route, RouteTable};
@@ -25,6 +25,7 @@ use crate::providers::{ChunkStream, ProviderError, Registry, Reply};
 use crate::router::{Router, prompt};
 use crate::telemetry::Metrics;
 use metered::Metered;
+use retry::{Answered, with_retries};
 
 /// What the gateway answers: a whole JSON body, or a stream whose first chunk has already arrived
 /// (so a failing upstream is still a plain JSON error).
@@ -119,8 +120,14 @@ impl Gateway {
         self.count_miss(plan.as_ref());
         request.model.clone_from(&route.upstream);
         let started = Instant::now();
-        let reply = route.provider.chat(&request).await;
-        let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref())).await?;
+        let reply = with_retries(
+            route.provider.name(),
+            &route.retry,
+            || route.provider.chat(&request),
+            |error| self.retried(&route, error),
+        )
+        .await;
+        let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref()))?;
         let Some(plan) = plan else { return Ok(cached::hide_usage(answer, !include_usage)) };
         Ok(match answer {
             Answer::Json { route, body, cache } => {
@@ -141,8 +148,14 @@ impl Gateway {
         let route = self.route(&request.model, &ctx.hints, |max| prompt::completion_text(&request, max)).await?;
         request.model.clone_from(&route.upstream);
         let started = Instant::now();
-        let reply = route.provider.completion(&request).await;
-        self.answer(route, reply, started, None).await
+        let reply = with_retries(
+            route.provider.name(),
+            &route.retry,
+            || route.provider.completion(&request),
+            |error| self.retried(&route, error),
+        )
+        .await;
+        self.answer(route, reply, started, None)
     }
 
     pub async fn embeddings(&self, mut request: EmbeddingsRequest, ctx: &RequestContext) -> Result<Answer, ApiError> {
@@ -158,47 +171,52 @@ impl Gateway {
         let route = Routed::direct(self.routes.resolve(&request.model)?);
         request.model.clone_from(&route.upstream);
         let started = Instant::now();
-        let reply = route.provider.embeddings(&request).await.map(Reply::Json);
-        let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref())).await?;
+        let reply = with_retries(
+            route.provider.name(),
+            &route.retry,
+            || async { route.provider.embeddings(&request).await.map(Reply::Json) },
+            |error| self.retried(&route, error),
+        )
+        .await;
+        let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref()))?;
         if let (Some(plan), Answer::Json { route, body, .. }) = (plan, &answer) {
             plan.store_json(&route.model, route.provider.name(), body.clone());
         }
         Ok(answer)
     }
 
-    async fn answer(
+    fn answer(
         &self,
         routed: Routed,
-        reply: Result<Reply, ProviderError>,
+        reply: Result<Answered, ProviderError>,
         started: Instant,
         cache: Option<&'static str>,
     ) -> Result<Answer, ApiError> {
         let route = routed.route.clone();
         let reply = reply.map_err(|e| self.upstream_failed(&route, e))?;
         match reply {
-            Reply::Json(json) => {
+            Answered::Json(json) => {
                 let seconds = started.elapsed().as_secs_f64();
                 route.metrics.latency.observe(seconds);
                 self.observe_latency(&route, seconds);
                 record_usage(&route, json.usage.as_ref());
                 Ok(Answer::Json { route: routed, body: json.body, cache })
             }
-            Reply::Stream(mut stream) => match stream.next().await {
-                Some(Ok(first)) => {
-                    let seconds = started.elapsed().as_secs_f64();
-                    route.metrics.time_to_first_token.observe(seconds);
-                    self.observe_latency(&route, seconds);
-                    let usage = Usage::find_in(&first);
-                    let rest = Metered::new(stream, route.clone(), started, usage, self.metrics.clone());
-                    Ok(Answer::Stream { route: routed, first, rest: Box::pin(rest), cache })
-                }
-                Some(Err(e)) => Err(self.upstream_failed(&route, e)),
-                None => Err(self.upstream_failed(
-                    &route,
-                    ProviderError::invalid_response(route.provider.name(), "the stream ended before its first chunk"),
-                )),
-            },
+            Answered::Stream { first, rest } => {
+                let seconds = started.elapsed().as_secs_f64();
+                route.metrics.time_to_first_token.observe(seconds);
+                self.observe_latency(&route, seconds);
+                let usage = Usage::find_in(&first);
+                let rest = Metered::new(rest, route.clone(), started, usage, self.metrics.clone());
+                Ok(Answer::Stream { route: routed, first, rest: Box::pin(rest), cache })
+            }
         }
+    }
+
+    /// Counts a retry of a failed upstream call.
+    fn retried(&self, route: &Route, error: &ProviderError) {
+        self.metrics.upstream_retries.with_label_values(&[route.provider.name(), error.kind_label()]).inc();
+        tracing::debug!(model = %route.model, provider = route.provider.name(), error = %error, "retrying upstream call");
     }
 
     /// Feeds the router's latency term: time to the answer, or to the first chunk of a stream.

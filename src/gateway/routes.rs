@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::config::{Config, is_auto};
+use crate::config::{Config, RetryConfig, is_auto};
 use crate::error::ApiError;
 use crate::openai::Usage;
 use crate::openai::models::{ModelList, ModelObject};
@@ -19,6 +19,7 @@ pub struct Route {
     pub upstream: String,
     pub provider: Arc<dyn Provider>,
     pub prices: Prices,
+    pub retry: RetryConfig,
     pub metrics: ModelMetrics,
 }
 
@@ -68,6 +69,7 @@ impl RouteTable {
                 model: Arc::from(name.as_str()),
                 upstream: model.upstream.clone().unwrap_or_else(|| name.clone()),
                 provider: provider.clone(),
+                retry: model.retry.unwrap_or(config.retry),
                 prices: Prices {
                     input: model.input_per_mtok,
                     cached_input: model.cached_input_per_mtok.unwrap_or(model.input_per_mtok),

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub tokens: IntCounterVec,
     pub cost_usd: CounterVec,
     pub upstream_errors: IntCounterVec,
+    /// Upstream calls tried again, by provider and the kind of failure that caused it.
+    pub upstream_retries: IntCounterVec,
     pub router: RouterMetrics,
     pub cache: CacheMetrics,
 }
@@ -198,6 +200,11 @@ impl Metrics {
             &["provider", "kind"],
         )
         .expect("valid metric");
+        let upstream_retries = IntCounterVec::new(
+            Opts::new(names::UPSTREAM_RETRIES_TOTAL, "Upstream calls tried again, by the kind of failure"),
+            &["provider", "kind"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -207,6 +214,7 @@ impl Metrics {
             Box::new(tokens.clone()),
             Box::new(cost_usd.clone()),
             Box::new(upstream_errors.clone()),
+            Box::new(upstream_retries.clone()),
         ]
         .into_iter()
         .chain(router.collectors())
@@ -231,6 +239,7 @@ impl Metrics {
             tokens,
             cost_usd,
             upstream_errors,
+            upstream_retries,
             router,
             cache,
         }
