@@ -351,3 +351,22 @@ async fn failures_that_may_pass_are_retried_and_others_are_not() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_stream_that_stalls_past_its_total_time_ends_with_a_timeout_error() {
+    let upstream = FakeUpstream::start().await;
+    // `gated-stream` sends one chunk, then waits for a release that never comes.
+    let config = common::config_for(&upstream, "").replace(
+        "[models.\"gated-stream\"]\nprovider = \"fake\"\n",
+        "[models.\"gated-stream\"]\nprovider = \"fake\"\ntimeouts = { total_secs = 0.5 }\n",
+    );
+    let gateway = TestGateway::start_with(&config).await;
+    let mut body = chat_body("gated-stream", "hi");
+    body["stream"] = json!(true);
+    let response = gateway.post("/v1/chat/completions", body).await;
+    assert_eq!(response.status(), 200, "the first chunk came in time");
+    let text = tokio::time::timeout(Duration::from_secs(10), response.text()).await.expect("the stream ends").unwrap();
+    let events = sse_data(&text);
+    let last: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "upstream_timeout", "{text}");
+}

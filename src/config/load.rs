@@ -12,7 +12,7 @@ use super::{Config, ProviderKind};
 
 const ENV_PREFIX: &str = "CHERRYPICK__";
 const SECTIONS: &[&str] =
-    &["server", "auth", "log", "metrics", "providers", "models", "routing", "router", "cache", "retry"];
+    &["server", "auth", "log", "metrics", "providers", "models", "routing", "router", "cache", "retry", "timeouts"];
 
 /// A configuration that failed to load: every problem found, one per line.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +69,7 @@ pub fn load_str(text: &str, source_name: &str, env: &[(String, String)]) -> Resu
         router: section(table.remove("router"), "router", &mut problems),
         cache: section(table.remove("cache"), "cache", &mut problems),
         retry: section(table.remove("retry"), "retry", &mut problems),
+        timeouts: section(table.remove("timeouts"), "timeouts", &mut problems),
         providers: entries(table.remove("providers"), "providers", &mut problems),
         models: entries(table.remove("models"), "models", &mut problems),
     };
@@ -223,6 +224,16 @@ fn cross_check(config: &Config, problems: &mut Vec<String>) {
     for (path, retry) in retries {
         if retry.attempts == 0 {
             problems.push(format!("`{path}.attempts` must be at least 1 (1: no retries)"));
+        }
+    }
+    let timeouts = std::iter::once(("timeouts".to_owned(), &config.timeouts)).chain(
+        config.models.iter().filter_map(|(name, m)| Some((format!("models.{name}.timeouts"), m.timeouts.as_ref()?))),
+    );
+    for (path, timeouts) in timeouts {
+        for (field, secs) in [("first_byte_secs", timeouts.first_byte_secs), ("total_secs", timeouts.total_secs)] {
+            if !(secs.is_finite() && secs > 0.0) {
+                problems.push(format!("`{path}.{field}` must be a positive number of seconds, not {secs}"));
+            }
         }
     }
     let mut public_names = HashSet::new();

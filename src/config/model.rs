@@ -25,6 +25,9 @@ pub struct ModelConfig {
     /// This model's retries, instead of `[retry]` (fields left out take the built-in defaults).
     #[serde(default)]
     pub retry: Option<super::RetryConfig>,
+    /// This model's timeouts, instead of `[timeouts]` (fields left out take the built-in defaults).
+    #[serde(default)]
+    pub timeouts: Option<super::TimeoutConfig>,
 }
 
 /// `auto` and `auto:POLICY` are reserved for the router: never a model name in `[models]`.

@@ -1,6 +1,7 @@
-//! `[retry]` (and `[models.NAME.retry]`): how a failed upstream call is tried again. Only failures
-//! that may pass (connection errors, timeouts, 429, 5xx) are retried, and only before the answer's
-//! first byte went to the client.
+//! `[retry]` and `[timeouts]` (and per model, `[models.NAME.retry]`, `[models.NAME.timeouts]`): how
+//! long an upstream call may take and how a failed one is tried again. Only failures that may pass
+//! (connection errors, timeouts, 429, 5xx) are retried, and only before the answer's first byte went
+//! to the client.
 
 use serde::Deserialize;
 
@@ -21,5 +22,22 @@ pub struct RetryConfig {
 impl Default for RetryConfig {
     fn default() -> Self {
         Self { attempts: 3, base_backoff_ms: 100, max_backoff_ms: 2_000, max_retry_after_secs: 5 }
+    }
+}
+
+/// `[timeouts]` (and `[models.NAME.timeouts]`): how long an upstream call may take. The connect
+/// timeout is the HTTP client's (`server.connect_timeout_secs`).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct TimeoutConfig {
+    /// Until the answer, or a stream's first chunk, arrived (each attempt on its own).
+    pub first_byte_secs: f64,
+    /// Until a stream's last chunk arrived, counted from the request.
+    pub total_secs: f64,
+}
+
+impl Default for TimeoutConfig {
+    fn default() -> Self {
+        Self { first_byte_secs: 30.0, total_secs: 600.0 }
     }
 }

@@ -2,6 +2,7 @@
 //! for the answer and store it. Nothing else calls providers.
 
 mod cached;
+mod deadline;
 mod metered;
 mod retry;
 mod routes;
@@ -9,7 +10,7 @@ mod routing;
 mod validate;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -24,6 +25,7 @@ use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest,
 use crate::providers::{ChunkStream, ProviderError, Registry, Reply};
 use crate::router::{Router, prompt};
 use crate::telemetry::Metrics;
+use deadline::Deadline;
 use metered::Metered;
 use retry::{Answered, with_retries};
 
@@ -123,6 +125,7 @@ impl Gateway {
         let reply = with_retries(
             route.provider.name(),
             &route.retry,
+            Duration::from_secs_f64(route.timeouts.first_byte_secs),
             || route.provider.chat(&request),
             |error| self.retried(&route, error),
         )
@@ -151,6 +154,7 @@ impl Gateway {
         let reply = with_retries(
             route.provider.name(),
             &route.retry,
+            Duration::from_secs_f64(route.timeouts.first_byte_secs),
             || route.provider.completion(&request),
             |error| self.retried(&route, error),
         )
@@ -174,6 +178,7 @@ impl Gateway {
         let reply = with_retries(
             route.provider.name(),
             &route.retry,
+            Duration::from_secs_f64(route.timeouts.first_byte_secs),
             || async { route.provider.embeddings(&request).await.map(Reply::Json) },
             |error| self.retried(&route, error),
         )
@@ -207,6 +212,9 @@ impl Gateway {
                 route.metrics.time_to_first_token.observe(seconds);
                 self.observe_latency(&route, seconds);
                 let usage = Usage::find_in(&first);
+                let deadline =
+                    tokio::time::Instant::from_std(started) + Duration::from_secs_f64(route.timeouts.total_secs);
+                let rest = Box::pin(Deadline::new(rest, deadline, route.provider.name()));
                 let rest = Metered::new(rest, route.clone(), started, usage, self.metrics.clone());
                 Ok(Answer::Stream { route: routed, first, rest: Box::pin(rest), cache })
             }

@@ -19,11 +19,13 @@ pub enum Answered {
     Stream { first: Bytes, rest: ChunkStream },
 }
 
-/// Calls `call` until it answers, it fails for good, or `config.attempts` are spent; `on_retry` is
+/// Calls `call` until it answers, it fails for good, or `config.attempts` are spent; an attempt
+/// that has not answered (or sent its first chunk) within `first_byte` is a timeout. `on_retry` is
 /// told of each retry (for metrics) with the error that caused it.
 pub async fn with_retries<F, Fut>(
     provider: &str,
     config: &RetryConfig,
+    first_byte: Duration,
     mut call: F,
     mut on_retry: impl FnMut(&ProviderError),
 ) -> Result<Answered, ProviderError>
@@ -33,9 +35,11 @@ where
 {
     let mut attempt = 1;
     loop {
-        let error = match first_chunk(provider, call().await).await {
-            Ok(answered) => return Ok(answered),
-            Err(error) => error,
+        let attempt_answered = tokio::time::timeout(first_byte, async { first_chunk(provider, call().await).await });
+        let error = match attempt_answered.await {
+            Ok(Ok(answered)) => return Ok(answered),
+            Ok(Err(error)) => error,
+            Err(_) => ProviderError::Timeout { provider: provider.to_owned() },
         };
         let delay = (attempt < config.attempts && error.is_retryable()).then(|| delay(config, attempt, &error));
         let Some(Some(delay)) = delay else { return Err(error) };
@@ -96,6 +100,7 @@ mod tests {
         let result = with_retries(
             "p",
             &config,
+            Duration::from_secs(30),
             || {
                 let n = calls.fetch_add(1, Ordering::SeqCst) as usize;
                 let outcome = errors.get(n).cloned().map_or_else(|| Ok(ok()), Err);
@@ -135,6 +140,29 @@ mod tests {
         assert!(result.is_ok());
         assert_eq!(calls, 2);
         assert!(started.elapsed() >= Duration::from_secs(2), "waited {:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_that_does_not_answer_in_time_is_a_timeout_and_is_retried() {
+        let calls = AtomicU32::new(0);
+        let result = with_retries(
+            "p",
+            &RetryConfig::default(),
+            Duration::from_secs(1),
+            || {
+                let hang = calls.fetch_add(1, Ordering::SeqCst) == 0;
+                async move {
+                    if hang {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok(ok())
+                }
+            },
+            |error| assert!(matches!(error, ProviderError::Timeout { .. })),
+        )
+        .await;
+        assert!(result.is_ok());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::config::{Config, RetryConfig, is_auto};
+use crate::config::{Config, RetryConfig, TimeoutConfig, is_auto};
 use crate::error::ApiError;
 use crate::openai::Usage;
 use crate::openai::models::{ModelList, ModelObject};
@@ -20,6 +20,7 @@ pub struct Route {
     pub provider: Arc<dyn Provider>,
     pub prices: Prices,
     pub retry: RetryConfig,
+    pub timeouts: TimeoutConfig,
     pub metrics: ModelMetrics,
 }
 
@@ -70,6 +71,7 @@ impl RouteTable {
                 upstream: model.upstream.clone().unwrap_or_else(|| name.clone()),
                 provider: provider.clone(),
                 retry: model.retry.unwrap_or(config.retry),
+                timeouts: model.timeouts.unwrap_or(config.timeouts),
                 prices: Prices {
                     input: model.input_per_mtok,
                     cached_input: model.cached_input_per_mtok.unwrap_or(model.input_per_mtok),
