@@ -370,3 +370,30 @@ async fn a_stream_that_stalls_past_its_total_time_ends_with_a_timeout_error() {
     let last: serde_json::Value = serde_json::from_str(events.last().unwrap()).unwrap();
     assert_eq!(last["error"]["code"], "upstream_timeout", "{text}");
 }
+
+#[tokio::test]
+async fn a_failing_model_falls_back_in_order_and_the_answer_says_which_model_answered() {
+    let upstream = FakeUpstream::start().await;
+    let config = common::config_for(&upstream, "")
+        .replace(
+            "[models.\"status-503\"]\nprovider = \"fake\"\n",
+            "[models.\"status-503\"]\nprovider = \"fake\"\nfallbacks = [\"status-500\", \"mini\"]\n",
+        )
+        .replace(
+            "[models.\"status-400\"]\nprovider = \"fake\"\n",
+            "[models.\"status-400\"]\nprovider = \"fake\"\nfallbacks = [\"mini\"]\n",
+        )
+        + "[retry]\nattempts = 1\n";
+    let gateway = TestGateway::start_with(&config).await;
+    for stream in [false, true] {
+        let before = upstream.calls();
+        let mut body = chat_body("status-503", "hi");
+        body["stream"] = json!(stream);
+        let response = gateway.post("/v1/chat/completions", body).await;
+        assert_eq!(response.status(), 200, "stream: {stream}");
+        assert_eq!(response.headers()["x-cherrypick-model"], "gpt-4o-mini");
+        assert_eq!(upstream.calls() - before, 3, "status-503, then status-500, then mini");
+    }
+    let refused = gateway.post("/v1/chat/completions", chat_body("status-400", "hi")).await;
+    assert_eq!(refused.status(), 400, "a client error does not fall back");
+}

@@ -236,6 +236,19 @@ fn cross_check(config: &Config, problems: &mut Vec<String>) {
             }
         }
     }
+    let known: HashSet<&str> = config
+        .models
+        .iter()
+        .flat_map(|(name, m)| std::iter::once(name).chain(&m.aliases))
+        .map(String::as_str)
+        .collect();
+    for (name, model) in &config.models {
+        for fallback in &model.fallbacks {
+            if !known.contains(fallback.as_str()) {
+                problems.push(format!("`models.{name}.fallbacks`: no model named `{fallback}`"));
+            }
+        }
+    }
     let mut public_names = HashSet::new();
     for (name, model) in &config.models {
         if !config.providers.contains_key(&model.provider) {
@@ -426,6 +439,35 @@ mod tests {
             assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
         }
         assert_eq!(err.problems.len(), 11, "{all}");
+    }
+
+    #[test]
+    fn retries_timeouts_and_fallbacks_are_checked() {
+        let text = r#"
+            [retry]
+            attempts = 0
+            [timeouts]
+            first_byte_secs = -1
+            [providers.p]
+            kind = "openai"
+            [models.m]
+            provider = "p"
+            fallbacks = ["n", "ghost"]
+            timeouts = { total_secs = 0 }
+            [models.n]
+            provider = "p"
+            retry = { attempts = 2 }
+        "#;
+        let all = load_str(text, "t.toml", &[]).unwrap_err().to_string();
+        for expected in [
+            "`retry.attempts` must be at least 1",
+            "`timeouts.first_byte_secs` must be a positive number of seconds",
+            "`models.m.timeouts.total_secs` must be a positive number of seconds",
+            "`models.m.fallbacks`: no model named `ghost`",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        assert!(!all.contains("models.n"), "{all}");
     }
 
     #[test]

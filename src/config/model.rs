@@ -22,6 +22,10 @@ pub struct ModelConfig {
     /// Other public names for this model.
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Models (names or aliases) to try in order when this one fails with an error that may pass
+    /// (connection, timeout, 429, 5xx) after its retries; a stream only before its first chunk.
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
     /// This model's retries, instead of `[retry]` (fields left out take the built-in defaults).
     #[serde(default)]
     pub retry: Option<super::RetryConfig>,

@@ -120,16 +120,24 @@ impl Gateway {
             request.stream_options = cached::with_usage(request.stream_options.take());
         }
         self.count_miss(plan.as_ref());
-        request.model.clone_from(&route.upstream);
         let started = Instant::now();
-        let reply = with_retries(
-            route.provider.name(),
-            &route.retry,
-            Duration::from_secs_f64(route.timeouts.first_byte_secs),
-            || route.provider.chat(&request),
-            |error| self.retried(&route, error),
-        )
-        .await;
+        let (fallbacks, mut tried) = (route.fallbacks.clone(), 0);
+        let mut route = route;
+        let reply = loop {
+            request.model.clone_from(&route.upstream);
+            let reply = with_retries(
+                route.provider.name(),
+                &route.retry,
+                Duration::from_secs_f64(route.timeouts.first_byte_secs),
+                || route.provider.chat(&request),
+                |error| self.retried(&route, error),
+            )
+            .await;
+            match self.fallback(&route, &fallbacks, &mut tried, &reply) {
+                Some(next) => route = next,
+                None => break reply,
+            }
+        };
         let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref()))?;
         let Some(plan) = plan else { return Ok(cached::hide_usage(answer, !include_usage)) };
         Ok(match answer {
@@ -172,17 +180,24 @@ impl Gateway {
             return cached::replayed(hit, false, false);
         }
         self.count_miss(plan.as_ref());
-        let route = Routed::direct(self.routes.resolve(&request.model)?);
-        request.model.clone_from(&route.upstream);
+        let mut route = Routed::direct(self.routes.resolve(&request.model)?);
         let started = Instant::now();
-        let reply = with_retries(
-            route.provider.name(),
-            &route.retry,
-            Duration::from_secs_f64(route.timeouts.first_byte_secs),
-            || async { route.provider.embeddings(&request).await.map(Reply::Json) },
-            |error| self.retried(&route, error),
-        )
-        .await;
+        let (fallbacks, mut tried) = (route.fallbacks.clone(), 0);
+        let reply = loop {
+            request.model.clone_from(&route.upstream);
+            let reply = with_retries(
+                route.provider.name(),
+                &route.retry,
+                Duration::from_secs_f64(route.timeouts.first_byte_secs),
+                || async { route.provider.embeddings(&request).await.map(Reply::Json) },
+                |error| self.retried(&route, error),
+            )
+            .await;
+            match self.fallback(&route, &fallbacks, &mut tried, &reply) {
+                Some(next) => route = next,
+                None => break reply,
+            }
+        };
         let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref()))?;
         if let (Some(plan), Answer::Json { route, body, .. }) = (plan, &answer) {
             plan.store_json(&route.model, route.provider.name(), body.clone());
@@ -219,6 +234,27 @@ impl Gateway {
                 Ok(Answer::Stream { route: routed, first, rest: Box::pin(rest), cache })
             }
         }
+    }
+
+    /// The next untried model of the requested model's `fallbacks`, when `reply` failed in a
+    /// way another model may not (connection, timeout, 429, 5xx). The failure is counted here, as
+    /// the client never sees it.
+    fn fallback(
+        &self,
+        route: &Routed,
+        fallbacks: &[String],
+        tried: &mut usize,
+        reply: &Result<Answered, ProviderError>,
+    ) -> Option<Routed> {
+        let Err(error) = reply else { return None };
+        if !error.is_retryable() {
+            return None;
+        }
+        let next = self.routes.resolve(fallbacks.get(*tried)?).ok()?;
+        *tried += 1;
+        self.metrics.upstream_errors.with_label_values(&[route.provider.name(), error.kind_label()]).inc();
+        tracing::warn!(model = %route.model, fallback = %next.model, error = %error, "upstream call failed; falling back");
+        Some(Routed::direct(next))
     }
 
     /// Counts a retry of a failed upstream call.

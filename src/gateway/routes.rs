@@ -21,6 +21,8 @@ pub struct Route {
     pub prices: Prices,
     pub retry: RetryConfig,
     pub timeouts: TimeoutConfig,
+    /// Public names tried in order when this model fails in a way that may pass.
+    pub fallbacks: Arc<[String]>,
     pub metrics: ModelMetrics,
 }
 
@@ -72,6 +74,7 @@ impl RouteTable {
                 provider: provider.clone(),
                 retry: model.retry.unwrap_or(config.retry),
                 timeouts: model.timeouts.unwrap_or(config.timeouts),
+                fallbacks: model.fallbacks.clone().into(),
                 prices: Prices {
                     input: model.input_per_mtok,
                     cached_input: model.cached_input_per_mtok.unwrap_or(model.input_per_mtok),
