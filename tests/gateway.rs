@@ -397,3 +397,22 @@ async fn a_failing_model_falls_back_in_order_and_the_answer_says_which_model_ans
     let refused = gateway.post("/v1/chat/completions", chat_body("status-400", "hi")).await;
     assert_eq!(refused.status(), 400, "a client error does not fall back");
 }
+
+#[tokio::test]
+async fn a_failing_provider_trips_its_breaker_and_is_not_called_while_it_is_open() {
+    let upstream = FakeUpstream::start().await;
+    let config = common::config_for(&upstream, "")
+        + "[retry]\nattempts = 1\n[breaker]\nwindow = 4\nmin_calls = 2\nfailure_ratio = 0.5\nopen_secs = 60\n";
+    let gateway = TestGateway::start_with(&config).await;
+    for _ in 0..2 {
+        assert_eq!(gateway.post("/v1/chat/completions", chat_body("status-500", "hi")).await.status(), 500);
+    }
+    let calls = upstream.calls();
+    let paused = gateway.post("/v1/chat/completions", chat_body("mini", "hi")).await;
+    assert_eq!(paused.status(), 503, "every model of the provider is paused");
+    assert_eq!(json(paused).await["error"]["code"], "circuit_open");
+    assert_eq!(upstream.calls(), calls, "the provider was not called");
+    assert_eq!(json(gateway.get("/ready").await).await["providers"]["fake"], "circuit_open");
+    let metrics = gateway.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(r#"cherrypick_circuit_state{provider="fake"} 2"#), "{metrics}");
+}

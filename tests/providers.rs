@@ -46,7 +46,9 @@ impl Bench {
             std::fs::write(&credentials.0, account).expect("write credentials");
         }
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nmaster_key = \"env::TEST_MASTER_KEY\"\n[log]\nlevel = \"error\"\n{}",
+            // The suite is about translation: one attempt per call, and no breaker to trip on the
+            // error scenarios (resilience has its own tests).
+            "[server]\nlisten = \"127.0.0.1:0\"\n[auth]\nmaster_key = \"env::TEST_MASTER_KEY\"\n[log]\nlevel = \"error\"\n[retry]\nattempts = 1\n[breaker]\nenabled = false\n{}",
             fixtures.provider_config(&upstream.url(), &credentials.0)
         );
         let gateway = TestGateway::start_with(&config).await;

@@ -11,8 +11,20 @@ use toml::{Table, Value};
 use super::{Config, ProviderKind};
 
 const ENV_PREFIX: &str = "CHERRYPICK__";
-const SECTIONS: &[&str] =
-    &["server", "auth", "log", "metrics", "providers", "models", "routing", "router", "cache", "retry", "timeouts"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "auth",
+    "log",
+    "metrics",
+    "providers",
+    "models",
+    "routing",
+    "router",
+    "cache",
+    "retry",
+    "timeouts",
+    "breaker",
+];
 
 /// A configuration that failed to load: every problem found, one per line.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +82,7 @@ pub fn load_str(text: &str, source_name: &str, env: &[(String, String)]) -> Resu
         cache: section(table.remove("cache"), "cache", &mut problems),
         retry: section(table.remove("retry"), "retry", &mut problems),
         timeouts: section(table.remove("timeouts"), "timeouts", &mut problems),
+        breaker: section(table.remove("breaker"), "breaker", &mut problems),
         providers: entries(table.remove("providers"), "providers", &mut problems),
         models: entries(table.remove("models"), "models", &mut problems),
     };
@@ -235,6 +248,16 @@ fn cross_check(config: &Config, problems: &mut Vec<String>) {
                 problems.push(format!("`{path}.{field}` must be a positive number of seconds, not {secs}"));
             }
         }
+    }
+    let breaker = &config.breaker;
+    if breaker.window == 0 || breaker.min_calls == 0 || breaker.half_open_probes == 0 {
+        problems.push("`breaker.window`, `min_calls` and `half_open_probes` must be at least 1".to_owned());
+    }
+    if !(breaker.failure_ratio > 0.0 && breaker.failure_ratio <= 1.0) {
+        problems.push(format!("`breaker.failure_ratio` must be in (0, 1], not {}", breaker.failure_ratio));
+    }
+    if !(breaker.open_secs.is_finite() && breaker.open_secs >= 0.0) {
+        problems.push(format!("`breaker.open_secs` must be a number of seconds, not {}", breaker.open_secs));
     }
     let known: HashSet<&str> = config
         .models

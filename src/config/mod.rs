@@ -18,7 +18,7 @@ pub use cache::{CacheConfig, CacheMode, L1Config, L2Config, L3Config, SemanticCo
 pub use load::{ConfigError, Loaded, load_file, load_str};
 pub use model::{ModelConfig, RoutingConfig, is_auto};
 pub use provider::{ProviderConfig, ProviderKind};
-pub use retry::{RetryConfig, TimeoutConfig};
+pub use retry::{BreakerConfig, RetryConfig, TimeoutConfig};
 pub use router::{DEFAULT_ENCODER, PolicyConfig, RouterConfig};
 pub use secret::Secret;
 
@@ -38,6 +38,7 @@ pub struct Config {
     pub cache: CacheConfig,
     pub retry: RetryConfig,
     pub timeouts: TimeoutConfig,
+    pub breaker: BreakerConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -41,3 +41,24 @@ impl Default for TimeoutConfig {
         Self { first_byte_secs: 30.0, total_secs: 600.0 }
     }
 }
+
+/// `[breaker]`: a circuit breaker per provider. It opens when, of the last `window` calls (at
+/// least `min_calls` of them), the share that failed in a way that may pass (connection, timeout,
+/// 429, 5xx) reaches `failure_ratio`; calls are then refused at once for `open_secs`, after which
+/// `half_open_probes` calls go through and close it again if they all succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct BreakerConfig {
+    pub enabled: bool,
+    pub window: u32,
+    pub min_calls: u32,
+    pub failure_ratio: f64,
+    pub open_secs: f64,
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self { enabled: true, window: 20, min_calls: 10, failure_ratio: 0.5, open_secs: 10.0, half_open_probes: 3 }
+    }
+}

@@ -1,6 +1,7 @@
 //! The pipeline for one request: look in the cache, resolve the model, call its provider, account
 //! for the answer and store it. Nothing else calls providers.
 
+mod breaker;
 mod cached;
 mod deadline;
 mod metered;
@@ -14,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+pub use breaker::Phase;
 pub use cached::{Replay, RequestContext, SEMANTIC_MAX_CHARS};
 pub use routes::{Route, RouteTable};
 pub use routing::Routed;
@@ -127,6 +129,7 @@ impl Gateway {
             request.model.clone_from(&route.upstream);
             let reply = with_retries(
                 route.provider.name(),
+                &route.breaker,
                 &route.retry,
                 Duration::from_secs_f64(route.timeouts.first_byte_secs),
                 || route.provider.chat(&request),
@@ -161,6 +164,7 @@ impl Gateway {
         let started = Instant::now();
         let reply = with_retries(
             route.provider.name(),
+            &route.breaker,
             &route.retry,
             Duration::from_secs_f64(route.timeouts.first_byte_secs),
             || route.provider.completion(&request),
@@ -187,6 +191,7 @@ impl Gateway {
             request.model.clone_from(&route.upstream);
             let reply = with_retries(
                 route.provider.name(),
+                &route.breaker,
                 &route.retry,
                 Duration::from_secs_f64(route.timeouts.first_byte_secs),
                 || async { route.provider.embeddings(&request).await.map(Reply::Json) },
@@ -247,7 +252,7 @@ impl Gateway {
         reply: &Result<Answered, ProviderError>,
     ) -> Option<Routed> {
         let Err(error) = reply else { return None };
-        if !error.is_retryable() {
+        if !(error.is_retryable() || matches!(error, ProviderError::CircuitOpen { .. })) {
             return None;
         }
         let next = self.routes.resolve(fallbacks.get(*tried)?).ok()?;

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use rand::Rng;
 
+use super::breaker::Breaker;
 use crate::config::RetryConfig;
 use crate::providers::{ChunkStream, JsonReply, ProviderError, Reply};
 
@@ -24,6 +25,7 @@ pub enum Answered {
 /// told of each retry (for metrics) with the error that caused it.
 pub async fn with_retries<F, Fut>(
     provider: &str,
+    breaker: &Breaker,
     config: &RetryConfig,
     first_byte: Duration,
     mut call: F,
@@ -35,12 +37,19 @@ where
 {
     let mut attempt = 1;
     loop {
+        let Some(ticket) = breaker.admit() else {
+            return Err(ProviderError::CircuitOpen { provider: provider.to_owned() });
+        };
         let attempt_answered = tokio::time::timeout(first_byte, async { first_chunk(provider, call().await).await });
         let error = match attempt_answered.await {
-            Ok(Ok(answered)) => return Ok(answered),
+            Ok(Ok(answered)) => {
+                breaker.record(ticket, false);
+                return Ok(answered);
+            }
             Ok(Err(error)) => error,
             Err(_) => ProviderError::Timeout { provider: provider.to_owned() },
         };
+        breaker.record(ticket, error.is_retryable());
         let delay = (attempt < config.attempts && error.is_retryable()).then(|| delay(config, attempt, &error));
         let Some(Some(delay)) = delay else { return Err(error) };
         on_retry(&error);
@@ -80,6 +89,7 @@ fn retry_after_secs(error: &ProviderError) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::BreakerConfig;
     use crate::providers::transport::upstream_error;
     use http::{HeaderValue, StatusCode};
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -87,6 +97,12 @@ mod tests {
     fn failure(status: u16, retry_after: Option<&str>) -> ProviderError {
         let status = StatusCode::from_u16(status).unwrap();
         upstream_error("p", status, retry_after.map(|v| HeaderValue::from_str(v).unwrap()), b"{}", None)
+    }
+
+    /// A breaker that lets everything through: these tests are about retries.
+    fn open_breaker() -> Breaker {
+        let config = BreakerConfig { enabled: false, ..BreakerConfig::default() };
+        Breaker::new(config, prometheus::IntGauge::new("g", "g").unwrap())
     }
 
     fn ok() -> Reply {
@@ -99,6 +115,7 @@ mod tests {
         let mut retries = 0;
         let result = with_retries(
             "p",
+            &open_breaker(),
             &config,
             Duration::from_secs(30),
             || {
@@ -147,6 +164,7 @@ mod tests {
         let calls = AtomicU32::new(0);
         let result = with_retries(
             "p",
+            &open_breaker(),
             &RetryConfig::default(),
             Duration::from_secs(1),
             || {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::breaker::Breaker;
 use crate::config::{Config, RetryConfig, TimeoutConfig, is_auto};
 use crate::error::ApiError;
 use crate::openai::Usage;
@@ -23,6 +24,8 @@ pub struct Route {
     pub timeouts: TimeoutConfig,
     /// Public names tried in order when this model fails in a way that may pass.
     pub fallbacks: Arc<[String]>,
+    /// The provider's circuit breaker, shared by its models.
+    pub breaker: Arc<Breaker>,
     pub metrics: ModelMetrics,
 }
 
@@ -54,6 +57,8 @@ impl Prices {
 
 pub struct RouteTable {
     by_name: HashMap<String, Arc<Route>>,
+    /// One circuit breaker per provider.
+    breakers: HashMap<String, Arc<Breaker>>,
     auto: Option<Arc<Route>>,
     /// `GET /v1/models`, rendered once.
     model_list: Bytes,
@@ -64,10 +69,18 @@ impl RouteTable {
     pub fn new(config: &Config, providers: &Registry, metrics: &Metrics) -> Self {
         let mut by_name = HashMap::new();
         let mut listed = Vec::new();
+        let mut breakers: HashMap<String, Arc<Breaker>> = HashMap::new();
         for (name, model) in &config.models {
             let Some(provider) = providers.get(&model.provider) else {
                 continue;
             };
+            let breaker = breakers
+                .entry(model.provider.clone())
+                .or_insert_with(|| {
+                    let gauge = metrics.circuit_state.with_label_values(&[model.provider.as_str()]);
+                    Arc::new(Breaker::new(config.breaker, gauge))
+                })
+                .clone();
             let route = Arc::new(Route {
                 model: Arc::from(name.as_str()),
                 upstream: model.upstream.clone().unwrap_or_else(|| name.clone()),
@@ -75,6 +88,7 @@ impl RouteTable {
                 retry: model.retry.unwrap_or(config.retry),
                 timeouts: model.timeouts.unwrap_or(config.timeouts),
                 fallbacks: model.fallbacks.clone().into(),
+                breaker,
                 prices: Prices {
                     input: model.input_per_mtok,
                     cached_input: model.cached_input_per_mtok.unwrap_or(model.input_per_mtok),
@@ -98,7 +112,12 @@ impl RouteTable {
         }
         let model_list =
             serde_json::to_vec(&ModelList { object: "list", data: listed }).map(Bytes::from).unwrap_or_default();
-        Self { by_name, auto, model_list }
+        Self { by_name, breakers, auto, model_list }
+    }
+
+    /// A provider's circuit breaker, when a model uses the provider.
+    pub fn breaker(&self, provider: &str) -> Option<&Breaker> {
+        self.breakers.get(provider).map(|b| &**b)
     }
 
     pub fn resolve(&self, model: &str) -> Result<Arc<Route>, ApiError> {

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::AppState;
 use crate::error::ApiError;
+use crate::gateway::Phase;
 use crate::router::State as RouterState;
 
 pub async fn health() -> Json<Value> {
@@ -25,7 +26,13 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         .providers()
         .iter()
         .map(|(name, p)| {
-            (name.to_owned(), Value::from(if p.is_configured() { "ready" } else { "missing_credentials" }))
+            let state = match state.gateway.routes().breaker(name).map(|b| b.phase()) {
+                _ if !p.is_configured() => "missing_credentials",
+                Some(Phase::Open) => "circuit_open",
+                Some(Phase::HalfOpen) => "circuit_half_open",
+                Some(Phase::Closed) | None => "ready",
+            };
+            (name.to_owned(), Value::from(state))
         })
         .collect();
     let status = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };

@@ -18,6 +18,9 @@ pub enum ProviderError {
     InvalidResponse { provider: String, detail: String },
     #[error("provider `{provider}` does not support `{param}`: {detail}")]
     Unsupported { provider: String, param: String, detail: String },
+    /// The provider's circuit breaker is open: it is not called until it has had time to recover.
+    #[error("provider `{provider}` is failing; calls to it are paused")]
+    CircuitOpen { provider: String },
     /// The request cannot be translated for this provider (e.g. tool-call arguments that are not JSON).
     #[error("`{param}`: {detail}")]
     InvalidRequest { param: String, detail: String },
@@ -56,7 +59,8 @@ impl ProviderError {
             Self::MissingCredentials { .. }
             | Self::InvalidResponse { .. }
             | Self::Unsupported { .. }
-            | Self::InvalidRequest { .. } => false,
+            | Self::InvalidRequest { .. }
+            | Self::CircuitOpen { .. } => false,
         }
     }
 
@@ -72,6 +76,7 @@ impl ProviderError {
             Self::InvalidResponse { .. } => "invalid_response",
             Self::Unsupported { .. } => "unsupported",
             Self::InvalidRequest { .. } => "invalid_request",
+            Self::CircuitOpen { .. } => "circuit_open",
         }
     }
 
@@ -91,6 +96,7 @@ impl ProviderError {
                     .with_param(param)
                     .with_code("unsupported_parameter")
             }
+            Self::CircuitOpen { .. } => ApiError::unavailable(self.to_string()).with_code("circuit_open"),
             Self::InvalidRequest { param, detail } => {
                 ApiError::bad_request(format!("`{param}`: {detail}")).with_param(param).with_code("invalid_value")
             }

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     /// Upstream calls tried again, by provider and the kind of failure that caused it.
     pub upstream_retries: IntCounterVec,
+    /// Each provider's circuit breaker: 0 closed, 1 half-open, 2 open.
+    pub circuit_state: IntGaugeVec,
     pub router: RouterMetrics,
     pub cache: CacheMetrics,
 }
@@ -205,6 +207,11 @@ impl Metrics {
             &["provider", "kind"],
         )
         .expect("valid metric");
+        let circuit_state = IntGaugeVec::new(
+            Opts::new(names::CIRCUIT_STATE, "Circuit breaker state per provider: 0 closed, 1 half-open, 2 open"),
+            &["provider"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -215,6 +222,7 @@ impl Metrics {
             Box::new(cost_usd.clone()),
             Box::new(upstream_errors.clone()),
             Box::new(upstream_retries.clone()),
+            Box::new(circuit_state.clone()),
         ]
         .into_iter()
         .chain(router.collectors())
@@ -240,6 +248,7 @@ impl Metrics {
             cost_usd,
             upstream_errors,
             upstream_retries,
+            circuit_state,
             router,
             cache,
         }

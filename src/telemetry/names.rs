@@ -9,6 +9,7 @@ pub const TOKENS_TOTAL: &str = "cherrypick_tokens_total";
 pub const COST_USD_TOTAL: &str = "cherrypick_cost_usd_total";
 pub const UPSTREAM_ERRORS_TOTAL: &str = "cherrypick_upstream_errors_total";
 pub const UPSTREAM_RETRIES_TOTAL: &str = "cherrypick_upstream_retries_total";
+pub const CIRCUIT_STATE: &str = "cherrypick_circuit_state";
 /// Prefix of the process collector's metrics (`cherrypick_process_cpu_seconds_total`, ...).
 pub const NAMESPACE: &str = "cherrypick";
 pub const ROUTER_DECISIONS_TOTAL: &str = "cherrypick_router_decisions_total";
