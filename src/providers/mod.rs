@@ -4,6 +4,7 @@
 pub mod anthropic;
 pub mod bedrock;
 pub mod cohere;
+mod credentials;
 mod error;
 pub mod gemini;
 pub mod native;

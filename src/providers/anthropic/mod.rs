@@ -12,8 +12,9 @@ mod request;
 mod response;
 mod stream;
 
+use super::credentials::{check_key, insert_configured_headers, missing_key_env};
 use async_trait::async_trait;
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderValue};
 
 use super::native::{Codec, translated};
 use super::transport::{post_json, read_error_as, sse_events, transport_error};
@@ -57,24 +58,14 @@ impl Anthropic {
         if let Ok(value) = HeaderValue::try_from(version) {
             headers.insert("anthropic-version", value);
         }
-        for (name, value) in &config.headers {
-            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
-            {
-                headers.insert(name, value);
-            }
-        }
-        let missing_key_env = (!headers.contains_key("x-api-key")).then(|| {
-            config.api_key.as_ref().and_then(|k| k.env_name()).unwrap_or("the provider's `api_key`").to_owned()
-        });
+        insert_configured_headers(&mut headers, config);
+        let missing_key_env = (!headers.contains_key("x-api-key")).then(|| missing_key_env(config));
         let messages_url = reqwest::Url::parse(&format!("{base}/v1/messages")).ok();
         Self { name: name.to_owned(), messages_url, headers, api_key, missing_key_env, client }
     }
 
     fn check_credentials(&self) -> Result<(), ProviderError> {
-        match &self.missing_key_env {
-            Some(env) => Err(ProviderError::MissingCredentials { provider: self.name.clone(), env: env.clone() }),
-            None => Ok(()),
-        }
+        check_key(&self.name, self.missing_key_env.as_ref())
     }
 }
 

@@ -21,8 +21,9 @@ mod request;
 mod response;
 mod stream;
 
+use super::credentials::{check_key, insert_configured_headers, missing_key_env};
 use async_trait::async_trait;
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderValue, header};
 use serde::Serialize;
 
 use super::native::{Codec, translated, unix_now};
@@ -54,21 +55,14 @@ impl Cohere {
         let base = config.base_url.as_deref().unwrap_or(BASE_URL).trim_end_matches('/');
         let api_key = config.api_key.as_ref().and_then(|k| k.expose()).map(str::to_owned);
         let mut headers = HeaderMap::new();
-        for (name, value) in &config.headers {
-            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
-            {
-                headers.insert(name, value);
-            }
-        }
+        insert_configured_headers(&mut headers, config);
         if let Some(key) = &api_key
             && let Ok(mut value) = HeaderValue::try_from(format!("Bearer {key}"))
         {
             value.set_sensitive(true);
             headers.insert(header::AUTHORIZATION, value);
         }
-        let missing_key_env = (!headers.contains_key(header::AUTHORIZATION)).then(|| {
-            config.api_key.as_ref().and_then(|k| k.env_name()).unwrap_or("the provider's `api_key`").to_owned()
-        });
+        let missing_key_env = (!headers.contains_key(header::AUTHORIZATION)).then(|| missing_key_env(config));
         let url = |path: &str| reqwest::Url::parse(&format!("{base}{path}")).ok();
         Self {
             name: name.to_owned(),
@@ -82,10 +76,7 @@ impl Cohere {
     }
 
     fn check_credentials(&self) -> Result<(), ProviderError> {
-        match &self.missing_key_env {
-            Some(env) => Err(ProviderError::MissingCredentials { provider: self.name.clone(), env: env.clone() }),
-            None => Ok(()),
-        }
+        check_key(&self.name, self.missing_key_env.as_ref())
     }
 
     /// Posts `body`; an answer other than 2xx is the upstream's error.

@@ -10,11 +10,12 @@ mod response;
 mod schema;
 mod stream;
 
+use super::credentials::insert_configured_headers;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures_util::{StreamExt, TryStreamExt};
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderValue, header};
 use serde::Serialize;
 
 use self::auth::{ServiceAccount, TokenSource};
@@ -62,11 +63,7 @@ enum Auth {
 impl Gemini {
     pub fn new(name: &str, config: &ProviderConfig, client: reqwest::Client) -> Self {
         let mut headers = HeaderMap::new();
-        for (key, value) in &config.headers {
-            if let (Ok(key), Ok(value)) = (HeaderName::try_from(key.as_str()), HeaderValue::try_from(value.as_str())) {
-                headers.insert(key, value);
-            }
-        }
+        insert_configured_headers(&mut headers, config);
         let api_key = config.api_key.as_ref().and_then(|k| k.expose()).map(str::to_owned);
         let (flavor, prefix, auth) = match config.kind {
             ProviderKind::VertexAi => {

@@ -9,11 +9,12 @@ mod presets;
 mod request;
 mod stream;
 
+use super::credentials::{check_key, insert_configured_headers, missing_key_env};
 use std::borrow::Cow;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderValue, header};
 use serde::Serialize;
 
 pub use presets::{Auth, Preset, Quirks, preset};
@@ -105,19 +106,12 @@ impl OpenAiCompatible {
             value.set_sensitive(true);
             headers.insert("api-key", value);
         }
-        for (name, value) in &config.headers {
-            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name.as_str()), HeaderValue::try_from(value.as_str()))
-            {
-                headers.insert(name, value);
-            }
-        }
+        insert_configured_headers(&mut headers, config);
         let missing_key_env = match preset.auth {
             Auth::Bearer | Auth::AzureKey
                 if !headers.contains_key(header::AUTHORIZATION) && !headers.contains_key("api-key") =>
             {
-                Some(
-                    config.api_key.as_ref().and_then(|k| k.env_name()).unwrap_or("the provider's `api_key`").to_owned(),
-                )
+                Some(missing_key_env(config))
             }
             _ => None,
         };
@@ -151,10 +145,7 @@ impl OpenAiCompatible {
     }
 
     fn check_credentials(&self) -> Result<(), ProviderError> {
-        match &self.missing_key_env {
-            Some(env) => Err(ProviderError::MissingCredentials { provider: self.name.clone(), env: env.clone() }),
-            None => Ok(()),
-        }
+        check_key(&self.name, self.missing_key_env.as_ref())
     }
 
     async fn post(&self, api: Api, model: &str, body: &impl Serialize) -> Result<reqwest::Response, ProviderError> {
