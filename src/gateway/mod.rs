@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 
 pub use breaker::Phase;
 pub use cached::{Replay, RequestContext, SEMANTIC_MAX_CHARS};
@@ -123,24 +124,8 @@ impl Gateway {
         }
         self.count_miss(plan.as_ref());
         let started = Instant::now();
-        let (fallbacks, mut tried) = (route.fallbacks.clone(), 0);
-        let mut route = route;
-        let reply = loop {
-            request.model.clone_from(&route.upstream);
-            let reply = with_retries(
-                route.provider.name(),
-                &route.breaker,
-                &route.retry,
-                Duration::from_secs_f64(route.timeouts.first_byte_secs),
-                || route.provider.chat(&request),
-                |error| self.retried(&route, error),
-            )
-            .await;
-            match self.fallback(&route, &fallbacks, &mut tried, &reply) {
-                Some(next) => route = next,
-                None => break reply,
-            }
-        };
+        let (route, reply) =
+            self.call_chain(route, &mut request, |r| &mut r.model, |route, request| route.provider.chat(request)).await;
         let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref()))?;
         let Some(plan) = plan else { return Ok(cached::hide_usage(answer, !include_usage)) };
         Ok(match answer {
@@ -184,25 +169,16 @@ impl Gateway {
             return cached::replayed(hit, false, false);
         }
         self.count_miss(plan.as_ref());
-        let mut route = Routed::direct(self.routes.resolve(&request.model)?);
+        let route = Routed::direct(self.routes.resolve(&request.model)?);
         let started = Instant::now();
-        let (fallbacks, mut tried) = (route.fallbacks.clone(), 0);
-        let reply = loop {
-            request.model.clone_from(&route.upstream);
-            let reply = with_retries(
-                route.provider.name(),
-                &route.breaker,
-                &route.retry,
-                Duration::from_secs_f64(route.timeouts.first_byte_secs),
-                || async { route.provider.embeddings(&request).await.map(Reply::Json) },
-                |error| self.retried(&route, error),
+        let (route, reply) = self
+            .call_chain(
+                route,
+                &mut request,
+                |r| &mut r.model,
+                |route, request| Box::pin(async move { route.provider.embeddings(request).await.map(Reply::Json) }),
             )
             .await;
-            match self.fallback(&route, &fallbacks, &mut tried, &reply) {
-                Some(next) => route = next,
-                None => break reply,
-            }
-        };
         let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref()))?;
         if let (Some(plan), Answer::Json { route, body, .. }) = (plan, &answer) {
             plan.store_json(&route.model, route.provider.name(), body.clone());
@@ -237,6 +213,35 @@ impl Gateway {
                 let rest = Box::pin(Deadline::new(rest, deadline, route.provider.name()));
                 let rest = Metered::new(rest, route.clone(), started, usage, self.metrics.clone());
                 Ok(Answer::Stream { route: routed, first, rest: Box::pin(rest), cache })
+            }
+        }
+    }
+
+    /// Calls `route` with its retries, then the requested model's fallbacks in order while the call
+    /// fails in a way another model may not; `model` is the request's model field, set to each
+    /// route's upstream id before it is called. The route that answered (or failed last) comes back.
+    async fn call_chain<R>(
+        &self,
+        mut route: Routed,
+        request: &mut R,
+        model: fn(&mut R) -> &mut String,
+        call: impl for<'a> Fn(&'a Route, &'a R) -> BoxFuture<'a, Result<Reply, ProviderError>>,
+    ) -> (Routed, Result<Answered, ProviderError>) {
+        let (fallbacks, mut tried) = (route.fallbacks.clone(), 0);
+        loop {
+            model(request).clone_from(&route.upstream);
+            let reply = with_retries(
+                route.provider.name(),
+                &route.breaker,
+                &route.retry,
+                Duration::from_secs_f64(route.timeouts.first_byte_secs),
+                || call(&route, &*request),
+                |error| self.retried(&route, error),
+            )
+            .await;
+            match self.fallback(&route, &fallbacks, &mut tried, &reply) {
+                Some(next) => route = next,
+                None => return (route, reply),
             }
         }
     }
