@@ -3,12 +3,13 @@
 
 use std::borrow::Cow;
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use crate::openai::error::{ErrorBody, ErrorDetail};
 use crate::providers::ProviderError;
+use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -19,11 +20,13 @@ pub struct ApiError {
     pub param: Option<Cow<'static, str>>,
     pub code: Option<Cow<'static, str>>,
     pub retry_after: Option<Box<HeaderValue>>,
+    /// More headers for the response (`x-ratelimit-*`).
+    pub headers: Option<Box<HeaderMap>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, kind: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, message: message.into(), kind, param: None, code: None, retry_after: None }
+        Self { status, message: message.into(), kind, param: None, code: None, retry_after: None, headers: None }
     }
 
     pub fn with_param(mut self, param: impl Into<Cow<'static, str>>) -> Self {
@@ -125,7 +128,28 @@ impl IntoResponse for ApiError {
         if let Some(retry_after) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, *retry_after);
         }
+        if let Some(headers) = self.headers {
+            response.headers_mut().extend(*headers);
+        }
         response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => {
+                tracing::warn!(%error, "store unavailable");
+                Self::unavailable("the gateway's store is unavailable; try again shortly").with_code("store_unavailable")
+            }
+            StoreError::NotFound { .. } => {
+                Self::new(StatusCode::NOT_FOUND, "invalid_request_error", error.to_string()).with_code("not_found")
+            }
+            StoreError::Conflict(_) => {
+                Self::new(StatusCode::CONFLICT, "invalid_request_error", error.to_string()).with_code("conflict")
+            }
+            StoreError::Invalid { field, message } => Self::invalid_field(field, message),
+        }
     }
 }
 

@@ -3,12 +3,15 @@
 
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod error;
 pub mod gateway;
 pub mod http;
+pub mod limits;
 pub mod memory;
 pub mod openai;
 pub mod providers;
 pub mod router;
 pub mod server;
+pub mod store;
 pub mod telemetry;

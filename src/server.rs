@@ -15,12 +15,16 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::http::{self, AppState};
+use crate::store::Store;
+use crate::store::log::RequestLog;
 use crate::telemetry::Metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{0}")]
     Gateway(#[from] crate::gateway::GatewayError),
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
     #[error("cannot listen on `{addr}`: {source}")]
     Bind { addr: SocketAddr, source: io::Error },
 }
@@ -33,16 +37,23 @@ pub struct Server {
     draining: Arc<AtomicBool>,
     tasks: TaskTracker,
     grace: Duration,
+    request_log: Option<RequestLog>,
 }
 
 impl Server {
     pub async fn start(config: &Config) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::new());
-        let gateway = Arc::new(Gateway::new(config, metrics.clone())?);
+        let store = Arc::new(Store::open(&config.store)?);
+        let request_log = config.request_log.enabled.then(|| {
+            RequestLog::start(store.clone(), &config.request_log, &config.store.data_dir, metrics.request_log.clone())
+        });
+        let gateway = Arc::new(Gateway::new(config, metrics.clone(), Some(store.clone()))?);
         let draining = Arc::new(AtomicBool::new(false));
         let state = AppState {
             gateway,
             metrics,
+            store,
+            request_log: request_log.clone(),
             master_key: config.auth.master_key.as_ref().and_then(|k| k.expose()).map(Arc::from),
             max_body_bytes: config.server.max_body_bytes,
             keep_alive: Duration::from_secs(config.server.sse_keep_alive_secs.max(1)),
@@ -63,6 +74,7 @@ impl Server {
             draining,
             tasks,
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            request_log,
         })
     }
 
@@ -83,6 +95,10 @@ impl Server {
             tracing::warn!(grace = ?self.grace, "shutdown grace period over: dropping requests still in flight");
         } else {
             tracing::info!("shut down cleanly");
+        }
+        // Every answered request's row reaches the database (or the spool) before the process ends.
+        if let Some(log) = &self.request_log {
+            log.flush().await;
         }
     }
 }

@@ -156,7 +156,7 @@ impl Default for SemanticConfig {
 }
 
 /// `$CHERRYPICK_DATA_DIR`, else `$XDG_DATA_HOME/cherrypick`, else `~/.local/share/cherrypick`.
-fn default_data_dir() -> PathBuf {
+pub(super) fn default_data_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("CHERRYPICK_DATA_DIR") {
         return dir.into();
     }

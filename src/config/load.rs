@@ -24,6 +24,9 @@ const SECTIONS: &[&str] = &[
     "retry",
     "timeouts",
     "breaker",
+    "store",
+    "limits",
+    "request_log",
 ];
 
 /// A configuration that failed to load: every problem found, one per line.
@@ -83,6 +86,9 @@ pub fn load_str(text: &str, source_name: &str, env: &[(String, String)]) -> Resu
         retry: section(table.remove("retry"), "retry", &mut problems),
         timeouts: section(table.remove("timeouts"), "timeouts", &mut problems),
         breaker: section(table.remove("breaker"), "breaker", &mut problems),
+        store: section(table.remove("store"), "store", &mut problems),
+        limits: section(table.remove("limits"), "limits", &mut problems),
+        request_log: section(table.remove("request_log"), "request_log", &mut problems),
         providers: entries(table.remove("providers"), "providers", &mut problems),
         models: entries(table.remove("models"), "models", &mut problems),
     };
@@ -184,12 +190,14 @@ fn resolve_secrets(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>,
         }
     }
     let cache = &mut config.cache;
-    let cache_secrets = [
+    let secrets = [
         ("cache.l2.url", &mut cache.l2.url),
         ("cache.l3.url", &mut cache.l3.url),
         ("cache.semantic.api_key", &mut cache.semantic.api_key),
+        ("store.url", &mut config.store.url),
+        ("limits.redis_url", &mut config.limits.redis_url),
     ];
-    for (path, secret) in cache_secrets {
+    for (path, secret) in secrets {
         if let Some(secret) = secret {
             secret.resolve(lookup);
             if secret.expose().is_none() {

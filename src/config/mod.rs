@@ -1,6 +1,7 @@
 //! Configuration: one TOML file plus `CHERRYPICK__SECTION__KEY` environment overrides, validated at
 //! start with every problem reported at once. Parsed data only; runtime objects are built elsewhere.
 
+mod accounts;
 mod cache;
 mod load;
 mod model;
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+pub use accounts::{LimitsConfig, RequestLogConfig, StoreConfig};
 pub use cache::{CacheConfig, CacheMode, L1Config, L2Config, L3Config, SemanticConfig, VectorBackend};
 pub use load::{ConfigError, Loaded, load_file, load_str};
 pub use model::{ModelConfig, RoutingConfig, is_auto};
@@ -39,6 +41,9 @@ pub struct Config {
     pub retry: RetryConfig,
     pub timeouts: TimeoutConfig,
     pub breaker: BreakerConfig,
+    pub store: StoreConfig,
+    pub limits: LimitsConfig,
+    pub request_log: RequestLogConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]

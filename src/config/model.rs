@@ -32,6 +32,12 @@ pub struct ModelConfig {
     /// This model's timeouts, instead of `[timeouts]` (fields left out take the built-in defaults).
     #[serde(default)]
     pub timeouts: Option<super::TimeoutConfig>,
+    /// Requests per minute sent to this model, all callers together (unset: no limit).
+    #[serde(default)]
+    pub rpm_limit: Option<i64>,
+    /// Tokens (prompt and completion) per minute sent to this model, all callers together.
+    #[serde(default)]
+    pub tpm_limit: Option<i64>,
 }
 
 /// `auto` and `auto:POLICY` are reserved for the router: never a model name in `[models]`.

@@ -43,6 +43,12 @@ pub struct ProviderConfig {
     /// Vertex AI: path to a service-account JSON key (default: `GOOGLE_APPLICATION_CREDENTIALS`).
     #[serde(default)]
     pub credentials_file: Option<String>,
+    /// Requests per minute sent to this provider, all models and callers together (unset: no limit).
+    #[serde(default)]
+    pub rpm_limit: Option<i64>,
+    /// Tokens per minute sent to this provider, all models and callers together.
+    #[serde(default)]
+    pub tpm_limit: Option<i64>,
 }
 
 impl ProviderConfig {
@@ -62,6 +68,8 @@ impl ProviderConfig {
             project: None,
             location: None,
             credentials_file: None,
+            rpm_limit: None,
+            tpm_limit: None,
         }
     }
 

@@ -9,6 +9,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use crate::store::Account;
+use super::Ticket;
 use super::{Answer, Gateway};
 use crate::config::{CacheMode, is_auto};
 use crate::error::ApiError;
@@ -20,12 +22,30 @@ use crate::providers::{ChunkStream, ProviderError};
 use crate::router::Hints;
 
 /// Who is asking and how: the routing hints, the caller's tenant and the cache controls.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 pub struct RequestContext {
     pub hints: Hints,
     /// A digest of the caller's key (`memory::key::tenant_of`).
     pub tenant: String,
     pub cache: Controls,
+    /// The virtual key the request came with (none for the master key or an open gateway).
+    pub account: Option<Arc<Account>>,
+    /// Limits, budget and request log of this request; taken by a stream that carries it on.
+    pub ticket: Option<Ticket>,
+    /// `x-ratelimit-*` of the limits the request was admitted under.
+    pub rate_headers: Option<axum::http::HeaderMap>,
+}
+
+impl RequestContext {
+    pub fn new(hints: Hints, tenant: String, cache: Controls) -> Self {
+        Self { hints, tenant, cache, account: None, ticket: None, rate_headers: None }
+    }
+
+    pub(super) fn ticket(&mut self, f: impl FnOnce(&mut Ticket)) {
+        if let Some(ticket) = &mut self.ticket {
+            f(ticket);
+        }
+    }
 }
 
 /// Longest last user message the semantic cache compares (about 250 tokens): the encoder reads

@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures_util::Stream;
 
-use super::{Route, record_usage};
+use super::{Route, Ticket, record_usage};
 use crate::openai::Usage;
 use crate::providers::{ChunkStream, ProviderError};
 use crate::telemetry::Metrics;
@@ -20,6 +20,7 @@ pub struct Metered {
     started: Instant,
     usage: Option<Usage>,
     metrics: Arc<Metrics>,
+    ticket: Option<Ticket>,
     finished: bool,
 }
 
@@ -30,15 +31,24 @@ impl Metered {
         started: Instant,
         usage: Option<Usage>,
         metrics: Arc<Metrics>,
+        ticket: Option<Ticket>,
     ) -> Self {
-        Self { inner, route, started, usage, metrics, finished: false }
+        Self { inner, route, started, usage, metrics, ticket, finished: false }
     }
 
     fn finish(&mut self) {
         if !self.finished {
             self.finished = true;
             self.route.metrics.latency.observe(self.started.elapsed().as_secs_f64());
-            record_usage(&self.route, self.usage.as_ref());
+            let mut ticket = self.ticket.take();
+            if let Some(usage) = &self.usage {
+                let cost = record_usage(&self.route, usage);
+                if let Some(ticket) = &mut ticket {
+                    ticket.usage(usage, cost);
+                }
+            }
+            // Dropping the ticket ends it: settled and logged.
+            drop(ticket);
         }
     }
 }
@@ -56,6 +66,10 @@ impl Stream for Metered {
             }
             Poll::Ready(Some(Err(error))) => {
                 self.metrics.upstream_errors.with_label_values(&[self.route.provider.name(), error.kind_label()]).inc();
+                let kind = error.kind_label();
+                if let Some(ticket) = &mut self.ticket {
+                    ticket.stream_failed(kind);
+                }
                 self.finish();
             }
             Poll::Ready(None) => self.finish(),

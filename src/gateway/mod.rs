@@ -8,6 +8,7 @@ mod metered;
 mod retry;
 mod routes;
 mod routing;
+mod ticket;
 mod validate;
 
 use std::sync::Arc;
@@ -18,10 +19,13 @@ use futures_util::future::BoxFuture;
 
 pub use breaker::Phase;
 pub use cached::{Replay, RequestContext, SEMANTIC_MAX_CHARS};
-pub use routes::{Route, RouteTable};
+pub use routes::{Route, RouteLimits, RouteTable};
 pub use routing::Routed;
+pub use ticket::Ticket;
 
 use crate::config::Config;
+use crate::limits::{Limiter, Subject};
+use crate::store::Store;
 use crate::error::ApiError;
 use crate::memory::{Memory, Source};
 use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, Usage};
@@ -62,13 +66,15 @@ pub struct Gateway {
     providers: Registry,
     router: Option<Arc<Router>>,
     memory: Option<Arc<Memory>>,
+    limiter: Arc<Limiter>,
+    default_completion_tokens: u64,
     metrics: Arc<Metrics>,
 }
 
 impl Gateway {
     /// Builds the gateway; with `[router]` enabled the router starts loading in the background
     /// (must be called inside a tokio runtime).
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, GatewayError> {
+    pub fn new(config: &Config, metrics: Arc<Metrics>, store: Option<Arc<Store>>) -> Result<Self, GatewayError> {
         let providers = Registry::from_config(config)?;
         let routes = RouteTable::new(config, &providers, &metrics);
         let router = crate::router::start(config, metrics.router.clone());
@@ -77,7 +83,9 @@ impl Gateway {
         } else {
             None
         };
-        Ok(Self { routes, providers, router, memory, metrics })
+        let limiter = Arc::new(Limiter::new(&config.limits, store, metrics.limits.clone())?);
+        let default_completion_tokens = config.limits.default_completion_tokens;
+        Ok(Self { routes, providers, router, memory, limiter, default_completion_tokens, metrics })
     }
 
     pub fn memory(&self) -> Option<&Memory> {
@@ -88,6 +96,10 @@ impl Gateway {
         self.router.as_deref()
     }
 
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
     pub fn routes(&self) -> &RouteTable {
         &self.routes
     }
@@ -96,14 +108,18 @@ impl Gateway {
         &self.providers
     }
 
-    pub async fn chat(&self, mut request: ChatCompletionRequest, ctx: &RequestContext) -> Result<Answer, ApiError> {
+    pub async fn chat(&self, mut request: ChatCompletionRequest, ctx: &mut RequestContext) -> Result<Answer, ApiError> {
+        ctx.ticket(|t| t.requested(&request.model));
         validate::chat(&request)?;
+        allowed(ctx, &request.model)?;
+        ctx.ticket(|t| t.prompt(|| prompt::chat_text(&request, usize::MAX / 8).0));
         let (stream, include_usage) = (request.is_stream(), request.wants_stream_usage());
         let mut plan = self.chat_plan(&request, ctx)?;
         if let Some(plan) = &plan
             && let Some(hit) = plan.exact_hit().await
         {
             plan.count(hit.source.header());
+            ctx.ticket(|t| t.cache(hit.source.header()));
             return cached::replayed(hit, stream, include_usage);
         }
         if let Some(plan) = &mut plan {
@@ -114,9 +130,13 @@ impl Gateway {
             plan.embedding = plan.semantic.as_ref().and(route.embedding.clone());
             if let Some(hit) = self.semantic_hit(plan).await {
                 plan.count(hit.source.header());
+                ctx.ticket(|t| t.cache(hit.source.header()));
                 return cached::replayed(hit, stream, include_usage);
             }
         }
+        let completion = request.max_completion_tokens.or(request.max_tokens).map(u64::from);
+        let completion = completion.unwrap_or(self.default_completion_tokens) * u64::from(request.n.unwrap_or(1).max(1));
+        self.admit(&route, ctx, prompt::chat_prompt_tokens(&request), completion).await?;
         if stream {
             // Usage is always asked for: spend is accounted (and a stored stream can be replayed
             // with it); the usage chunk is hidden again from a client that did not ask.
@@ -126,7 +146,7 @@ impl Gateway {
         let started = Instant::now();
         let (route, reply) =
             self.call_chain(route, &mut request, |r| &mut r.model, |route, request| route.provider.chat(request)).await;
-        let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref()))?;
+        let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref()), ctx)?;
         let Some(plan) = plan else { return Ok(cached::hide_usage(answer, !include_usage)) };
         Ok(match answer {
             Answer::Json { route, body, cache } => {
@@ -142,9 +162,14 @@ impl Gateway {
         })
     }
 
-    pub async fn completion(&self, mut request: CompletionRequest, ctx: &RequestContext) -> Result<Answer, ApiError> {
+    pub async fn completion(&self, mut request: CompletionRequest, ctx: &mut RequestContext) -> Result<Answer, ApiError> {
+        ctx.ticket(|t| t.requested(&request.model));
         validate::completion(&request)?;
+        allowed(ctx, &request.model)?;
         let route = self.route(&request.model, &ctx.hints, |max| prompt::completion_text(&request, max)).await?;
+        let (_, prompt_tokens) = prompt::completion_text(&request, 0);
+        let completion = request.max_tokens.map_or(self.default_completion_tokens, u64::from);
+        self.admit(&route, ctx, prompt_tokens, completion).await?;
         request.model.clone_from(&route.upstream);
         let started = Instant::now();
         let reply = with_retries(
@@ -156,20 +181,24 @@ impl Gateway {
             |error| self.retried(&route, error),
         )
         .await;
-        self.answer(route, reply, started, None)
+        self.answer(route, reply, started, None, ctx)
     }
 
-    pub async fn embeddings(&self, mut request: EmbeddingsRequest, ctx: &RequestContext) -> Result<Answer, ApiError> {
+    pub async fn embeddings(&self, mut request: EmbeddingsRequest, ctx: &mut RequestContext) -> Result<Answer, ApiError> {
+        ctx.ticket(|t| t.requested(&request.model));
         validate::embeddings(&request)?;
+        allowed(ctx, &request.model)?;
         let plan = self.embeddings_plan(&request, ctx)?;
         if let Some(plan) = &plan
             && let Some(hit) = plan.exact_hit().await
         {
             plan.count(hit.source.header());
+            ctx.ticket(|t| t.cache(hit.source.header()));
             return cached::replayed(hit, false, false);
         }
         self.count_miss(plan.as_ref());
         let route = Routed::direct(self.routes.resolve(&request.model)?);
+        self.admit(&route, ctx, request.input_tokens_estimate(), 0).await?;
         let started = Instant::now();
         let (route, reply) = self
             .call_chain(
@@ -179,7 +208,7 @@ impl Gateway {
                 |route, request| Box::pin(async move { route.provider.embeddings(request).await.map(Reply::Json) }),
             )
             .await;
-        let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref()))?;
+        let answer = self.answer(route, reply, started, self.cache_status(plan.as_ref()), ctx)?;
         if let (Some(plan), Answer::Json { route, body, .. }) = (plan, &answer) {
             plan.store_json(&route.model, route.provider.name(), body.clone());
         }
@@ -192,15 +221,25 @@ impl Gateway {
         reply: Result<Answered, ProviderError>,
         started: Instant,
         cache: Option<&'static str>,
+        ctx: &mut RequestContext,
     ) -> Result<Answer, ApiError> {
         let route = routed.route.clone();
+        ctx.ticket(|t| {
+            t.routed(&route, routed.summary.clone());
+            if let Some(cache) = cache {
+                t.cache(cache);
+            }
+        });
         let reply = reply.map_err(|e| self.upstream_failed(&route, e))?;
         match reply {
             Answered::Json(json) => {
                 let seconds = started.elapsed().as_secs_f64();
                 route.metrics.latency.observe(seconds);
                 self.observe_latency(&route, seconds);
-                record_usage(&route, json.usage.as_ref());
+                if let Some(usage) = json.usage.as_ref() {
+                    let cost = record_usage(&route, usage);
+                    ctx.ticket(|t| t.usage(usage, cost));
+                }
                 Ok(Answer::Json { route: routed, body: json.body, cache })
             }
             Answered::Stream { first, rest } => {
@@ -211,7 +250,12 @@ impl Gateway {
                 let deadline =
                     tokio::time::Instant::from_std(started) + Duration::from_secs_f64(route.timeouts.total_secs);
                 let rest = Box::pin(Deadline::new(rest, deadline, route.provider.name()));
-                let rest = Metered::new(rest, route.clone(), started, usage, self.metrics.clone());
+                let mut ticket = ctx.ticket.take();
+                if let Some(ticket) = &mut ticket {
+                    ticket.first_byte();
+                    ticket.streaming();
+                }
+                let rest = Metered::new(rest, route.clone(), started, usage, self.metrics.clone(), ticket);
                 Ok(Answer::Stream { route: routed, first, rest: Box::pin(rest), cache })
             }
         }
@@ -267,6 +311,27 @@ impl Gateway {
         Some(Routed::direct(next))
     }
 
+    /// Draws the request from its limits and reserves its estimated cost on its budgets; the
+    /// reservation rides on the ticket until the usage is known.
+    async fn admit(&self, route: &Route, ctx: &mut RequestContext, prompt: u64, completion: u64) -> Result<(), ApiError> {
+        let provider = route.provider.name();
+        let subject = Subject {
+            account: ctx.account.as_deref(),
+            model: &route.model,
+            model_limits: route.limits.model,
+            provider,
+            provider_limits: route.limits.provider,
+        };
+        let usage = Usage { prompt_tokens: prompt, completion_tokens: completion, ..Usage::default() };
+        let reservation = self.limiter.admit(&subject, prompt + completion, route.cost_usd(&usage)).await?;
+        let headers = reservation.headers();
+        if !headers.is_empty() {
+            ctx.rate_headers = Some(headers);
+        }
+        ctx.ticket(|t| t.reserved(reservation));
+        Ok(())
+    }
+
     /// Counts a retry of a failed upstream call.
     fn retried(&self, route: &Route, error: &ProviderError) {
         self.metrics.upstream_retries.with_label_values(&[route.provider.name(), error.kind_label()]).inc();
@@ -293,16 +358,32 @@ pub enum GatewayError {
     Http(#[from] reqwest::Error),
     #[error("cache: {0}")]
     Memory(#[from] crate::memory::MemoryError),
+    #[error("limits: {0}")]
+    Limits(#[from] crate::limits::LimitError),
 }
 
-/// Tokens and spend of one answer, from its usage and the route's prices.
-fn record_usage(route: &Route, usage: Option<&Usage>) {
-    let Some(usage) = usage else { return };
+/// Tokens and spend of one answer, from its usage and the route's prices; returns the spend.
+fn record_usage(route: &Route, usage: &Usage) -> f64 {
     let metrics = &route.metrics;
     metrics.prompt_tokens.inc_by(usage.prompt_tokens);
     metrics.completion_tokens.inc_by(usage.completion_tokens);
     let cost = route.cost_usd(usage);
     if cost > 0.0 {
         metrics.cost_usd.inc_by(cost);
+    }
+    cost
+}
+
+/// Refuses a model the request's virtual key may not use.
+fn allowed(ctx: &RequestContext, model: &str) -> Result<(), ApiError> {
+    match &ctx.account {
+        Some(account) if !account.allows_model(model) => Err(ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "invalid_request_error",
+            format!("this API key may not use the model `{model}`"),
+        )
+        .with_param("model")
+        .with_code("model_not_allowed")),
+        _ => Ok(()),
     }
 }

@@ -27,6 +27,14 @@ pub struct Route {
     /// The provider's circuit breaker, shared by its models.
     pub breaker: Arc<Breaker>,
     pub metrics: ModelMetrics,
+    pub limits: RouteLimits,
+}
+
+/// (requests, tokens) per minute of the model and of its provider, all callers together.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RouteLimits {
+    pub model: (Option<i64>, Option<i64>),
+    pub provider: (Option<i64>, Option<i64>),
 }
 
 /// USD per million tokens of one model.
@@ -95,6 +103,10 @@ impl RouteTable {
                     output: model.output_per_mtok,
                 },
                 metrics: metrics.for_model(name, &model.provider),
+                limits: RouteLimits {
+                    model: (model.rpm_limit, model.tpm_limit),
+                    provider: config.providers.get(&model.provider).map_or((None, None), |p| (p.rpm_limit, p.tpm_limit)),
+                },
             });
             for public in std::iter::once(name).chain(&model.aliases) {
                 by_name.insert(public.clone(), route.clone());

@@ -1,14 +1,17 @@
 //! The `/v1` handlers: extract, call the gateway, render.
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use super::auth::Caller;
+use super::observe::RequestId;
 use super::json::OpenAiJson;
 use super::sse::sse_response;
 use crate::error::ApiError;
-use crate::gateway::{Answer, Replay, RequestContext};
+use crate::gateway::{Answer, Replay, RequestContext, Ticket};
 use crate::memory::Controls;
 use crate::memory::key::tenant_of;
 use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest};
@@ -25,20 +28,80 @@ pub const CACHE_TTL_HEADER: &str = "x-cherrypick-cache-ttl";
 
 pub async fn chat_completions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(id): Extension<RequestId>,
     headers: HeaderMap,
-    OpenAiJson(request): OpenAiJson<ChatCompletionRequest>,
-) -> Result<Response, ApiError> {
-    let answer = state.gateway.chat(request, &context(&state, &headers)?).await?;
-    Ok(render(&state, answer))
+    body: Result<OpenAiJson<ChatCompletionRequest>, ApiError>,
+) -> Response {
+    let mut ctx = match context(&state, &headers, &caller, &id, "/v1/chat/completions") {
+        Ok(ctx) => ctx,
+        Err(error) => return error.into_response(),
+    };
+    let answer = match body {
+        Ok(OpenAiJson(request)) => state.gateway.chat(request, &mut ctx).await,
+        Err(error) => Err(error),
+    };
+    respond(&state, ctx, answer)
 }
 
 pub async fn completions(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(id): Extension<RequestId>,
     headers: HeaderMap,
-    OpenAiJson(request): OpenAiJson<CompletionRequest>,
-) -> Result<Response, ApiError> {
-    let answer = state.gateway.completion(request, &context(&state, &headers)?).await?;
-    Ok(render(&state, answer))
+    body: Result<OpenAiJson<CompletionRequest>, ApiError>,
+) -> Response {
+    let mut ctx = match context(&state, &headers, &caller, &id, "/v1/completions") {
+        Ok(ctx) => ctx,
+        Err(error) => return error.into_response(),
+    };
+    let answer = match body {
+        Ok(OpenAiJson(request)) => state.gateway.completion(request, &mut ctx).await,
+        Err(error) => Err(error),
+    };
+    respond(&state, ctx, answer)
+}
+
+pub async fn embeddings(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(id): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Result<OpenAiJson<EmbeddingsRequest>, ApiError>,
+) -> Response {
+    let mut ctx = match context(&state, &headers, &caller, &id, "/v1/embeddings") {
+        Ok(ctx) => ctx,
+        Err(error) => return error.into_response(),
+    };
+    let answer = match body {
+        Ok(OpenAiJson(request)) => state.gateway.embeddings(request, &mut ctx).await,
+        Err(error) => Err(error),
+    };
+    respond(&state, ctx, answer)
+}
+
+/// Renders the answer or error, with the `x-ratelimit-*` headers it was admitted under, and ends
+/// the request's ticket (a stream's ticket ends with the stream instead).
+fn respond(state: &AppState, mut ctx: RequestContext, answer: Result<Answer, ApiError>) -> Response {
+    let ticket = ctx.ticket.take();
+    let mut response = match answer {
+        Ok(answer) => {
+            if let Some(ticket) = ticket {
+                ticket.finish(200, None);
+            }
+            render(state, answer)
+        }
+        Err(error) => {
+            if let Some(ticket) = ticket {
+                ticket.finish(error.status.as_u16(), Some(error.class()));
+            }
+            error.into_response()
+        }
+    };
+    if let Some(headers) = ctx.rate_headers.take() {
+        response.headers_mut().extend(headers);
+    }
+    response
 }
 
 fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<&'a str>, ApiError> {
@@ -49,8 +112,14 @@ fn header_text<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<Option<
 }
 
 /// Everything the request's headers say beyond its body: routing hints, the caller's tenant (a
-/// digest of its key) and the cache controls.
-fn context(state: &AppState, headers: &HeaderMap) -> Result<RequestContext, ApiError> {
+/// digest of its key) and the cache controls; and the ticket that logs it.
+fn context(
+    state: &AppState,
+    headers: &HeaderMap,
+    caller: &Caller,
+    id: &RequestId,
+    endpoint: &str,
+) -> Result<RequestContext, ApiError> {
     // The tenant digest is only read by the cache: no hashing per request without one.
     let tenant = match state.gateway.memory() {
         Some(_) => {
@@ -59,7 +128,10 @@ fn context(state: &AppState, headers: &HeaderMap) -> Result<RequestContext, ApiE
         }
         None => String::new(),
     };
-    Ok(RequestContext { hints: hints(headers)?, tenant, cache: cache_controls(headers)? })
+    let mut ctx = RequestContext::new(hints(headers)?, tenant, cache_controls(headers)?);
+    ctx.account = caller.account().cloned();
+    ctx.ticket = Some(Ticket::new(id.as_str().to_owned(), endpoint, ctx.account.as_ref(), state.request_log.clone()));
+    Ok(ctx)
 }
 
 /// `Cache-Control: no-cache` (answer fresh, still store), `no-store` (neither look up nor store);
@@ -115,15 +187,6 @@ fn hints(headers: &HeaderMap) -> Result<Hints, ApiError> {
         return Err(ApiError::bad_request(format!("{CANDIDATES_HEADER} names no model")).with_param(CANDIDATES_HEADER));
     }
     Ok(Hints { cost_weight, candidates })
-}
-
-pub async fn embeddings(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    OpenAiJson(request): OpenAiJson<EmbeddingsRequest>,
-) -> Result<Response, ApiError> {
-    let answer = state.gateway.embeddings(request, &context(&state, &headers)?).await?;
-    Ok(render(&state, answer))
 }
 
 pub async fn models(State(state): State<AppState>) -> Response {

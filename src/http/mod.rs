@@ -1,6 +1,8 @@
 //! HTTP: routes, middleware, JSON and SSE rendering. Handlers only extract, call the gateway, render.
 
+mod admin;
 mod auth;
+mod feedback;
 mod handlers;
 pub mod json;
 mod observe;
@@ -17,7 +19,8 @@ pub use state::AppState;
 
 /// The whole application. Layers, outermost first:
 /// - `observe`: request id, metrics and the in-flight gauge, for every request including rejected ones;
-/// - `auth` (on `/v1` only): the bearer key, before any body is read;
+/// - `auth` (on `/v1`: the master key or a virtual key; on `/admin`: the master key only), before
+///   any body is read;
 /// - `DefaultBodyLimit`: caps how much of a body the JSON extractor will buffer (413 beyond).
 pub fn app(state: AppState) -> Router {
     let api = Router::new()
@@ -25,9 +28,17 @@ pub fn app(state: AppState) -> Router {
         .route("/completions", post(handlers::completions))
         .route("/embeddings", post(handlers::embeddings))
         .route("/models", get(handlers::models))
+        .route("/feedback", post(feedback::feedback))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_key));
+    let admin = Router::new()
+        .route("/keys", post(admin::create_key).get(admin::list_keys))
+        .route("/keys/{id}", get(admin::get_key).patch(admin::update_key).delete(admin::revoke_key))
+        .route("/teams", post(admin::create_team).get(admin::list_teams))
+        .route("/teams/{id}", get(admin::get_team).patch(admin::update_team))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_master));
     Router::new()
         .nest("/v1", api)
+        .nest("/admin", admin)
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))

@@ -13,11 +13,22 @@ use super::AppState;
 
 pub const REQUEST_ID: &str = "x-request-id";
 
-pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The request's id, for handlers (the request log) to read.
+#[derive(Clone)]
+pub struct RequestId(pub HeaderValue);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or_default()
+    }
+}
+
+pub async fn observe(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let endpoint = request.extensions().get::<MatchedPath>().map_or("other", |p| endpoint_label(p.as_str()));
     let method = method_label(request.method());
     let id = request.headers().get(REQUEST_ID).filter(|v| v.len() <= 128).cloned().unwrap_or_else(new_request_id);
+    request.extensions_mut().insert(RequestId(id.clone()));
     state.metrics.in_flight.inc();
     let mut response = next.run(request).await;
     state.metrics.in_flight.dec();
@@ -40,6 +51,9 @@ fn endpoint_label(path: &str) -> &'static str {
         "/v1/completions" => "/v1/completions",
         "/v1/embeddings" => "/v1/embeddings",
         "/v1/models" => "/v1/models",
+        "/v1/feedback" => "/v1/feedback",
+        "/admin/keys" | "/admin/keys/{id}" => "/admin/keys",
+        "/admin/teams" | "/admin/teams/{id}" => "/admin/teams",
         "/health" => "/health",
         "/ready" => "/ready",
         "/metrics" => "/metrics",
@@ -51,6 +65,8 @@ fn method_label(method: &axum::http::Method) -> &'static str {
     match method.as_str() {
         "GET" => "GET",
         "POST" => "POST",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
         _ => "other",
     }
 }

@@ -37,6 +37,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         .collect();
     let status = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let mut body = json!({"status": if draining { "draining" } else { "ready" }, "providers": providers});
+    body["limits"] = json!(state.gateway.limiter().state());
     // The router never blocks readiness: until it is up, `auto` goes to routing.default.
     if let Some(router) = state.gateway.router() {
         body["router"] = match router.state() {
@@ -53,6 +54,14 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    // Pool sizes are read when scraped: nothing to update on the request path.
+    let pools = [("store", Some(state.store.database().connections())), ("cache", state.gateway.memory().and_then(|m| m.l3_connections()))];
+    for (pool, connections) in pools {
+        if let Some((idle, active)) = connections {
+            state.metrics.db_connections.with_label_values(&[pool, "idle"]).set(i64::from(idle));
+            state.metrics.db_connections.with_label_values(&[pool, "active"]).set(i64::from(active));
+        }
+    }
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], state.metrics.render()).into_response()
 }
 

@@ -103,6 +103,8 @@ pub struct Memory {
     config: CacheConfig,
     pending_writes: Arc<Semaphore>,
     metrics: CacheMetrics,
+    /// L3's pool, for `cherrypick_db_connections`.
+    l3: Option<Arc<sql::L3>>,
 }
 
 impl Memory {
@@ -117,6 +119,7 @@ impl Memory {
             Guarded::new(Box::new(tier), Duration::from_secs(1), metrics.clone())
         });
         let mut lower = Vec::new();
+        let mut l3 = None;
         if let Some(url) = config.l2.url.as_ref().and_then(Secret::expose) {
             let timeout = Duration::from_millis(config.l2.timeout_ms);
             let tier = redis::L2::connect(url, &config.l2.key_prefix, timeout)?;
@@ -126,6 +129,7 @@ impl Memory {
             let timeout = Duration::from_millis(config.l3.timeout_ms);
             let tier = Arc::new(sql::L3::open(&config.l3_url(), config.l3.max_connections, timeout)?);
             spawn_cleanup(Arc::downgrade(&tier), Duration::from_secs(config.l3.cleanup_secs.max(1)));
+            l3 = Some(tier.clone());
             lower.push(Arc::new(Guarded::new(Box::new(tier), timeout, metrics.clone())));
         }
         let vectors: Option<Arc<dyn VectorStore>> = match (config.semantic.enabled, config.semantic.backend) {
@@ -178,7 +182,13 @@ impl Memory {
             config: config.clone(),
             pending_writes: Arc::new(Semaphore::new(MAX_PENDING_WRITES)),
             metrics,
+            l3,
         })
+    }
+
+    /// (idle, in use) connections of L3's pool, when L3 is on.
+    pub fn l3_connections(&self) -> Option<(u32, u32)> {
+        self.l3.as_ref().map(|l3| l3.connections())
     }
 
     pub fn config(&self) -> &CacheConfig {

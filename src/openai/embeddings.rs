@@ -28,6 +28,18 @@ pub enum EmbeddingInput {
     TokenArrays(Vec<Vec<u32>>),
 }
 
+impl EmbeddingsRequest {
+    /// Estimated input tokens (4 characters a token), for limits before the usage is known.
+    pub fn input_tokens_estimate(&self) -> u64 {
+        match &self.input {
+            EmbeddingInput::Text(text) => (text.len() as u64).div_ceil(4),
+            EmbeddingInput::Texts(texts) => texts.iter().map(|t| (t.len() as u64).div_ceil(4)).sum(),
+            EmbeddingInput::Tokens(tokens) => tokens.len() as u64,
+            EmbeddingInput::TokenArrays(arrays) => arrays.iter().map(|a| a.len() as u64).sum(),
+        }
+    }
+}
+
 impl EmbeddingInput {
     pub fn is_empty(&self) -> bool {
         match self {

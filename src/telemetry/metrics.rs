@@ -24,6 +24,80 @@ pub struct Metrics {
     pub circuit_state: IntGaugeVec,
     pub router: RouterMetrics,
     pub cache: CacheMetrics,
+    pub limits: LimitMetrics,
+    /// Refused keys, by reason (missing, invalid, revoked, model).
+    pub auth_failures: IntCounterVec,
+    /// SQL pool connections, by pool (cache, store) and state (idle, active); set at scrape time.
+    pub db_connections: IntGaugeVec,
+    pub request_log: RequestLogMetrics,
+}
+
+/// Rate limits and budgets: refusals by scope, and failures of the shared (Redis) counters.
+#[derive(Clone)]
+pub struct LimitMetrics {
+    /// `scope`: key, team, model, provider; `limit`: requests, tokens.
+    pub rate_limited: IntCounterVec,
+    pub budget_rejected: IntCounterVec,
+    pub backend_errors: IntCounter,
+}
+
+impl LimitMetrics {
+    pub fn new() -> Self {
+        Self {
+            rate_limited: IntCounterVec::new(
+                Opts::new(names::RATE_LIMITED_TOTAL, "Requests refused by a rate limit, by scope and limit"),
+                &["scope", "limit"],
+            )
+            .expect("valid metric"),
+            budget_rejected: IntCounterVec::new(
+                Opts::new(names::BUDGET_REJECTED_TOTAL, "Requests refused because a budget was spent, by scope"),
+                &["scope"],
+            )
+            .expect("valid metric"),
+            backend_errors: IntCounter::new(
+                names::LIMITS_BACKEND_ERRORS_TOTAL,
+                "Checks that fell back to in-process counters because Redis failed",
+            )
+            .expect("valid metric"),
+        }
+    }
+
+    fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 3] {
+        [Box::new(self.rate_limited.clone()), Box::new(self.budget_rejected.clone()), Box::new(self.backend_errors.clone())]
+    }
+}
+
+impl Default for LimitMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The request log's writer: rows by outcome (written, spooled, replayed, failed) and its queue.
+#[derive(Clone)]
+pub struct RequestLogMetrics {
+    pub rows: IntCounterVec,
+    pub queue_depth: IntGauge,
+}
+
+impl RequestLogMetrics {
+    pub fn new() -> Self {
+        Self {
+            rows: IntCounterVec::new(
+                Opts::new(names::REQUEST_LOG_ROWS_TOTAL, "Request log rows, by what became of them"),
+                &["result"],
+            )
+            .expect("valid metric"),
+            queue_depth: IntGauge::new(names::REQUEST_LOG_QUEUE_DEPTH, "Request log rows waiting to be written")
+                .expect("valid metric"),
+        }
+    }
+}
+
+impl Default for RequestLogMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The router's series: decisions per chosen model, decision latency, batch size, queue depth, and
@@ -162,6 +236,18 @@ impl Metrics {
         let registry = Registry::new();
         let router = RouterMetrics::new();
         let cache = CacheMetrics::new();
+        let limits = LimitMetrics::new();
+        let request_log = RequestLogMetrics::new();
+        let auth_failures = IntCounterVec::new(
+            Opts::new(names::AUTH_FAILURES_TOTAL, "Requests refused at authentication, by reason"),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let db_connections = IntGaugeVec::new(
+            Opts::new(names::DB_CONNECTIONS, "SQL pool connections, by pool and state"),
+            &["pool", "state"],
+        )
+        .expect("valid metric");
         let requests = IntCounterVec::new(
             Opts::new(names::REQUESTS_TOTAL, "HTTP requests answered, by endpoint and status"),
             &["method", "endpoint", "status"],
@@ -223,10 +309,15 @@ impl Metrics {
             Box::new(upstream_errors.clone()),
             Box::new(upstream_retries.clone()),
             Box::new(circuit_state.clone()),
+            Box::new(auth_failures.clone()),
+            Box::new(db_connections.clone()),
+            Box::new(request_log.rows.clone()),
+            Box::new(request_log.queue_depth.clone()),
         ]
         .into_iter()
         .chain(router.collectors())
         .chain(cache.collectors())
+        .chain(limits.collectors())
         {
             registry.register(collector).expect("metric names are unique");
         }
@@ -251,6 +342,10 @@ impl Metrics {
             circuit_state,
             router,
             cache,
+            limits,
+            auth_failures,
+            db_connections,
+            request_log,
         }
     }
 

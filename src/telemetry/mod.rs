@@ -5,4 +5,4 @@ mod metrics;
 pub mod names;
 
 pub use logging::init_logging;
-pub use metrics::{CacheMetrics, Metrics, ModelMetrics, RouterMetrics};
+pub use metrics::{CacheMetrics, LimitMetrics, Metrics, ModelMetrics, RequestLogMetrics, RouterMetrics};

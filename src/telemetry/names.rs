@@ -23,3 +23,11 @@ pub const CACHE_OPERATION_SECONDS: &str = "cherrypick_cache_operation_seconds";
 pub const CACHE_REQUESTS_TOTAL: &str = "cherrypick_cache_requests_total";
 pub const MEMORY_USAGE_BYTES: &str = "cherrypick_memory_usage_bytes";
 pub const MEMORY_ENTRIES: &str = "cherrypick_memory_entries";
+
+pub const RATE_LIMITED_TOTAL: &str = "cherrypick_rate_limited_total";
+pub const BUDGET_REJECTED_TOTAL: &str = "cherrypick_budget_rejected_total";
+pub const LIMITS_BACKEND_ERRORS_TOTAL: &str = "cherrypick_limits_backend_errors_total";
+pub const AUTH_FAILURES_TOTAL: &str = "cherrypick_auth_failures_total";
+pub const DB_CONNECTIONS: &str = "cherrypick_db_connections";
+pub const REQUEST_LOG_ROWS_TOTAL: &str = "cherrypick_request_log_rows_total";
+pub const REQUEST_LOG_QUEUE_DEPTH: &str = "cherrypick_request_log_queue_depth";

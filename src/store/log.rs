@@ -1,0 +1,340 @@
+//! The request log: one row per request, written to SQL by a background task in multi-row inserts,
+//! never on the request's path. Nothing is lost: rows that cannot be written (database down, queue
+//! full) are appended to a spool file and replayed once the database answers again; shutdown
+//! flushes what is queued.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Store, StoreError};
+use crate::config::RequestLogConfig;
+use crate::telemetry::RequestLogMetrics;
+
+const COLUMNS: &[&str] = &[
+    "id",
+    "created_at",
+    "key_id",
+    "team_id",
+    "endpoint",
+    "requested_model",
+    "model",
+    "provider",
+    "status",
+    "latency_ms",
+    "ttft_ms",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "cache",
+    "router_scores",
+    "error_kind",
+    "prompt",
+];
+
+/// One request as the log keeps it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogRow {
+    pub id: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub key_id: Option<String>,
+    pub team_id: Option<String>,
+    pub endpoint: String,
+    pub requested_model: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub status: u16,
+    pub latency_ms: f64,
+    pub ttft_ms: Option<f64>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_usd: f64,
+    /// `x-cherrypick-cache`: hit-l1 ... miss, bypass.
+    pub cache: Option<String>,
+    /// The router's predicted scores per candidate, as JSON.
+    pub router_scores: Option<String>,
+    pub error_kind: Option<String>,
+    /// The prompt text, only with `request_log.log_prompts`.
+    pub prompt: Option<String>,
+}
+
+enum Command {
+    Row(Box<LogRow>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// The handle requests log through; cheap to clone.
+#[derive(Clone)]
+pub struct RequestLog {
+    tx: mpsc::Sender<Command>,
+    spool: Arc<Spool>,
+    metrics: RequestLogMetrics,
+    pub log_prompts: bool,
+}
+
+impl RequestLog {
+    /// Starts the writer task (inside a tokio runtime).
+    pub fn start(store: Arc<Store>, config: &RequestLogConfig, data_dir: &Path, metrics: RequestLogMetrics) -> Self {
+        let (tx, rx) = mpsc::channel(config.queue.max(1));
+        let dir = config.spool_dir.clone().unwrap_or_else(|| data_dir.join("spool"));
+        let spool = Arc::new(Spool::new(dir));
+        let writer = Writer {
+            store,
+            spool: spool.clone(),
+            metrics: metrics.clone(),
+            batch: config.batch_size.clamp(1, 1_000),
+            every: Duration::from_millis(config.flush_ms.max(1)),
+        };
+        tokio::spawn(writer.run(rx));
+        Self { tx, spool, metrics, log_prompts: config.log_prompts }
+    }
+
+    /// Queues a row; with the queue full it goes to the spool file instead (off the worker thread).
+    pub fn record(&self, row: LogRow) {
+        match self.tx.try_send(Command::Row(Box::new(row))) {
+            Ok(()) => self.metrics.queue_depth.inc(),
+            Err(mpsc::error::TrySendError::Full(Command::Row(row)) | mpsc::error::TrySendError::Closed(Command::Row(row))) => {
+                let (spool, metrics) = (self.spool.clone(), self.metrics.clone());
+                tokio::task::spawn_blocking(move || spool.append(&[*row], &metrics));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Waits until every row queued before this call is written (or spooled).
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::Flush(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+struct Writer {
+    store: Arc<Store>,
+    spool: Arc<Spool>,
+    metrics: RequestLogMetrics,
+    batch: usize,
+    every: Duration,
+}
+
+impl Writer {
+    async fn run(self, mut rx: mpsc::Receiver<Command>) {
+        let mut rows: Vec<LogRow> = Vec::with_capacity(self.batch);
+        let mut tick = tokio::time::interval(self.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut replay_due = true;
+        loop {
+            let mut waiting = None;
+            tokio::select! {
+                command = rx.recv() => match command {
+                    Some(Command::Row(row)) => {
+                        self.metrics.queue_depth.dec();
+                        rows.push(*row);
+                        if rows.len() < self.batch {
+                            continue;
+                        }
+                    }
+                    Some(Command::Flush(done)) => waiting = Some(done),
+                    None => {
+                        self.write(std::mem::take(&mut rows)).await;
+                        return;
+                    }
+                },
+                _ = tick.tick() => replay_due = true,
+            }
+            let wrote = self.write(std::mem::take(&mut rows)).await;
+            if replay_due && wrote {
+                replay_due = false;
+                self.replay().await;
+            }
+            if let Some(done) = waiting {
+                let _ = done.send(());
+            }
+        }
+    }
+
+    /// Writes a batch; on failure it goes to the spool. False when the database failed.
+    async fn write(&self, rows: Vec<LogRow>) -> bool {
+        if rows.is_empty() {
+            return true;
+        }
+        match insert(&self.store, &rows).await {
+            Ok(()) => {
+                self.metrics.rows.with_label_values(&["written"]).inc_by(rows.len() as u64);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, rows = rows.len(), "request log: database unavailable, spooling rows");
+                let (spool, metrics) = (self.spool.clone(), self.metrics.clone());
+                let _ = tokio::task::spawn_blocking(move || spool.append(&rows, &metrics)).await;
+                false
+            }
+        }
+    }
+
+    /// Replays the spool into the database, a batch at a time; stops at the first failure.
+    async fn replay(&self) {
+        let spool = self.spool.clone();
+        let Ok(Some(rows)) = tokio::task::spawn_blocking(move || spool.take()).await else { return };
+        let mut rest: &[LogRow] = &rows;
+        while !rest.is_empty() {
+            let (batch, tail) = rest.split_at(rest.len().min(self.batch));
+            if let Err(error) = insert(&self.store, batch).await {
+                tracing::warn!(%error, "request log: replay paused, database unavailable");
+                break;
+            }
+            self.metrics.rows.with_label_values(&["replayed"]).inc_by(batch.len() as u64);
+            rest = tail;
+        }
+        let (spool, left, metrics) = (self.spool.clone(), rest.to_vec(), self.metrics.clone());
+        let _ = tokio::task::spawn_blocking(move || spool.finish_replay(&left, &metrics)).await;
+    }
+}
+
+/// One multi-row insert; rows already present (a replay after a partial failure) are skipped.
+async fn insert(store: &Store, rows: &[LogRow]) -> Result<(), StoreError> {
+    let pool = store.pool().await?;
+    let mut sql = format!("INSERT INTO request_log ({}) VALUES ", COLUMNS.join(", "));
+    for (r, _) in rows.iter().enumerate() {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..COLUMNS.len() {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", r * COLUMNS.len() + c + 1));
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for row in rows {
+        query = query
+            .bind(row.id.clone())
+            .bind(row.created_at)
+            .bind(row.key_id.clone())
+            .bind(row.team_id.clone())
+            .bind(row.endpoint.clone())
+            .bind(row.requested_model.clone())
+            .bind(row.model.clone())
+            .bind(row.provider.clone())
+            .bind(i32::from(row.status))
+            .bind(row.latency_ms)
+            .bind(row.ttft_ms)
+            .bind(row.prompt_tokens as i64)
+            .bind(row.completion_tokens as i64)
+            .bind(row.cost_usd)
+            .bind(row.cache.clone())
+            .bind(row.router_scores.clone())
+            .bind(row.error_kind.clone())
+            .bind(row.prompt.clone());
+    }
+    query.execute(pool).await?;
+    Ok(())
+}
+
+/// Rows waiting for the database, as JSON lines. `spool.jsonl` takes new rows; a replay first
+/// renames it to `replaying.jsonl`, so rows spooled during the replay are not lost or doubled.
+struct Spool {
+    dir: PathBuf,
+    lock: std::sync::Mutex<()>,
+}
+
+impl Spool {
+    fn new(dir: PathBuf) -> Self {
+        Self { dir, lock: std::sync::Mutex::new(()) }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn append(&self, rows: &[LogRow], metrics: &RequestLogMetrics) {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let result = (|| -> std::io::Result<()> {
+            std::fs::create_dir_all(&self.dir)?;
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(self.path("spool.jsonl"))?;
+            let mut out = std::io::BufWriter::new(file);
+            for row in rows {
+                serde_json::to_writer(&mut out, row)?;
+                out.write_all(b"\n")?;
+            }
+            out.flush()?;
+            out.get_ref().sync_data()
+        })();
+        match result {
+            Ok(()) => metrics.rows.with_label_values(&["spooled"]).inc_by(rows.len() as u64),
+            Err(error) => {
+                metrics.rows.with_label_values(&["failed"]).inc_by(rows.len() as u64);
+                tracing::error!(%error, rows = rows.len(), dir = %self.dir.display(), "request log: cannot spool rows");
+            }
+        }
+    }
+
+    /// The rows to replay (an interrupted replay's first), or `None` when there are none.
+    fn take(&self) -> Option<Vec<LogRow>> {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let replaying = self.path("replaying.jsonl");
+        if !replaying.exists() {
+            std::fs::rename(self.path("spool.jsonl"), &replaying).ok()?;
+        }
+        let file = std::fs::File::open(&replaying).ok()?;
+        let rows: Vec<LogRow> = std::io::BufReader::new(file)
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|line| serde_json::from_str(&line).ok())
+            .collect();
+        Some(rows)
+    }
+
+    /// Ends a replay: what is `left` stays for the next one.
+    fn finish_replay(&self, left: &[LogRow], metrics: &RequestLogMetrics) {
+        let replaying = self.path("replaying.jsonl");
+        let _ = std::fs::remove_file(&replaying);
+        if !left.is_empty() {
+            // Put back to the replay file under the lock, ahead of newer spooled rows.
+            let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+            let result = (|| -> std::io::Result<()> {
+                let mut out = std::io::BufWriter::new(std::fs::File::create(&replaying)?);
+                for row in left {
+                    serde_json::to_writer(&mut out, row)?;
+                    out.write_all(b"\n")?;
+                }
+                out.flush()?;
+                out.get_ref().sync_data()
+            })();
+            if let Err(error) = result {
+                metrics.rows.with_label_values(&["failed"]).inc_by(left.len() as u64);
+                tracing::error!(%error, "request log: cannot keep rows for a later replay");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spool_round_trip_keeps_rows_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::new(dir.path().join("spool"));
+        let metrics = RequestLogMetrics::new();
+        let row = |id: &str| LogRow { id: id.into(), endpoint: "/v1/chat/completions".into(), ..LogRow::default() };
+        assert!(spool.take().is_none());
+        spool.append(&[row("a"), row("b")], &metrics);
+        let taken = spool.take().unwrap();
+        assert_eq!(taken.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        // Spooled during the replay: kept apart, replayed next time.
+        spool.append(&[row("c")], &metrics);
+        spool.finish_replay(&taken[1..], &metrics);
+        assert_eq!(spool.take().unwrap().iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["b"]);
+        spool.finish_replay(&[], &metrics);
+        assert_eq!(spool.take().unwrap().iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["c"]);
+    }
+}
