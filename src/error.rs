@@ -140,7 +140,8 @@ impl From<StoreError> for ApiError {
         match error {
             StoreError::Unavailable(_) => {
                 tracing::warn!(%error, "store unavailable");
-                Self::unavailable("the gateway's store is unavailable; try again shortly").with_code("store_unavailable")
+                Self::unavailable("the gateway's store is unavailable; try again shortly")
+                    .with_code("store_unavailable")
             }
             StoreError::NotFound { .. } => {
                 Self::new(StatusCode::NOT_FOUND, "invalid_request_error", error.to_string()).with_code("not_found")

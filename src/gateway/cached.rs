@@ -9,7 +9,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
-use crate::store::Account;
 use super::Ticket;
 use super::{Answer, Gateway};
 use crate::config::{CacheMode, is_auto};
@@ -20,6 +19,7 @@ use crate::openai::chat::StreamOptions;
 use crate::openai::{ChatCompletionRequest, EmbeddingsRequest};
 use crate::providers::{ChunkStream, ProviderError};
 use crate::router::Hints;
+use crate::store::Account;
 
 /// Who is asking and how: the routing hints, the caller's tenant and the cache controls.
 #[derive(Default)]

@@ -24,13 +24,13 @@ pub use routing::Routed;
 pub use ticket::Ticket;
 
 use crate::config::Config;
-use crate::limits::{Limiter, Subject};
-use crate::store::Store;
 use crate::error::ApiError;
+use crate::limits::{Limiter, Subject};
 use crate::memory::{Memory, Source};
 use crate::openai::{ChatCompletionRequest, CompletionRequest, EmbeddingsRequest, Usage};
 use crate::providers::{ChunkStream, ProviderError, Registry, Reply};
 use crate::router::{Router, prompt};
+use crate::store::Store;
 use crate::telemetry::Metrics;
 use deadline::Deadline;
 use metered::Metered;
@@ -135,7 +135,8 @@ impl Gateway {
             }
         }
         let completion = request.max_completion_tokens.or(request.max_tokens).map(u64::from);
-        let completion = completion.unwrap_or(self.default_completion_tokens) * u64::from(request.n.unwrap_or(1).max(1));
+        let completion =
+            completion.unwrap_or(self.default_completion_tokens) * u64::from(request.n.unwrap_or(1).max(1));
         self.admit(&route, ctx, prompt::chat_prompt_tokens(&request), completion).await?;
         if stream {
             // Usage is always asked for: spend is accounted (and a stored stream can be replayed
@@ -162,7 +163,11 @@ impl Gateway {
         })
     }
 
-    pub async fn completion(&self, mut request: CompletionRequest, ctx: &mut RequestContext) -> Result<Answer, ApiError> {
+    pub async fn completion(
+        &self,
+        mut request: CompletionRequest,
+        ctx: &mut RequestContext,
+    ) -> Result<Answer, ApiError> {
         ctx.ticket(|t| t.requested(&request.model));
         validate::completion(&request)?;
         allowed(ctx, &request.model)?;
@@ -184,7 +189,11 @@ impl Gateway {
         self.answer(route, reply, started, None, ctx)
     }
 
-    pub async fn embeddings(&self, mut request: EmbeddingsRequest, ctx: &mut RequestContext) -> Result<Answer, ApiError> {
+    pub async fn embeddings(
+        &self,
+        mut request: EmbeddingsRequest,
+        ctx: &mut RequestContext,
+    ) -> Result<Answer, ApiError> {
         ctx.ticket(|t| t.requested(&request.model));
         validate::embeddings(&request)?;
         allowed(ctx, &request.model)?;
@@ -313,7 +322,13 @@ impl Gateway {
 
     /// Draws the request from its limits and reserves its estimated cost on its budgets; the
     /// reservation rides on the ticket until the usage is known.
-    async fn admit(&self, route: &Route, ctx: &mut RequestContext, prompt: u64, completion: u64) -> Result<(), ApiError> {
+    async fn admit(
+        &self,
+        route: &Route,
+        ctx: &mut RequestContext,
+        prompt: u64,
+        completion: u64,
+    ) -> Result<(), ApiError> {
         let provider = route.provider.name();
         let subject = Subject {
             account: ctx.account.as_deref(),

@@ -105,7 +105,10 @@ impl RouteTable {
                 metrics: metrics.for_model(name, &model.provider),
                 limits: RouteLimits {
                     model: (model.rpm_limit, model.tpm_limit),
-                    provider: config.providers.get(&model.provider).map_or((None, None), |p| (p.rpm_limit, p.tpm_limit)),
+                    provider: config
+                        .providers
+                        .get(&model.provider)
+                        .map_or((None, None), |p| (p.rpm_limit, p.tpm_limit)),
                 },
             });
             for public in std::iter::once(name).chain(&model.aliases) {

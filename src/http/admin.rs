@@ -38,7 +38,10 @@ fn team_json(team: &Team) -> Value {
     value
 }
 
-pub async fn create_key(State(state): State<AppState>, OpenAiJson(new): OpenAiJson<NewKey>) -> Result<Response, ApiError> {
+pub async fn create_key(
+    State(state): State<AppState>,
+    OpenAiJson(new): OpenAiJson<NewKey>,
+) -> Result<Response, ApiError> {
     check_models(&state, new.models.as_ref())?;
     let created = state.store.create_key(new).await?;
     let mut value = with_spend(&state, created.info).await?;
@@ -74,7 +77,10 @@ pub async fn revoke_key(State(state): State<AppState>, Path(id): Path<String>) -
     Ok(Json(with_spend(&state, key).await?))
 }
 
-pub async fn create_team(State(state): State<AppState>, OpenAiJson(new): OpenAiJson<NewTeam>) -> Result<Response, ApiError> {
+pub async fn create_team(
+    State(state): State<AppState>,
+    OpenAiJson(new): OpenAiJson<NewTeam>,
+) -> Result<Response, ApiError> {
     let team = state.store.create_team(new).await?;
     Ok((StatusCode::CREATED, Json(team_json(&team))).into_response())
 }

@@ -32,11 +32,13 @@ pub async fn feedback(
         return Err(ApiError::invalid_field("comment", "comment must be at most 10,000 bytes"));
     }
     let owner = caller.account().map(|a| a.key.id.as_str());
-    let mut found = state.store.add_feedback(&feedback.request_id, owner, feedback.score, feedback.comment.as_deref()).await?;
+    let mut found =
+        state.store.add_feedback(&feedback.request_id, owner, feedback.score, feedback.comment.as_deref()).await?;
     if !found && let Some(log) = &state.request_log {
         // The row may still be queued: write it out and look again.
         log.flush().await;
-        found = state.store.add_feedback(&feedback.request_id, owner, feedback.score, feedback.comment.as_deref()).await?;
+        found =
+            state.store.add_feedback(&feedback.request_id, owner, feedback.score, feedback.comment.as_deref()).await?;
     }
     if !found {
         return Err(ApiError::new(

@@ -7,8 +7,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::auth::Caller;
-use super::observe::RequestId;
 use super::json::OpenAiJson;
+use super::observe::RequestId;
 use super::sse::sse_response;
 use crate::error::ApiError;
 use crate::gateway::{Answer, Replay, RequestContext, Ticket};

@@ -55,7 +55,10 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     // Pool sizes are read when scraped: nothing to update on the request path.
-    let pools = [("store", Some(state.store.database().connections())), ("cache", state.gateway.memory().and_then(|m| m.l3_connections()))];
+    let pools = [
+        ("store", Some(state.store.database().connections())),
+        ("cache", state.gateway.memory().and_then(|m| m.l3_connections())),
+    ];
     for (pool, connections) in pools {
         if let Some((idle, active)) = connections {
             state.metrics.db_connections.with_label_values(&[pool, "idle"]).set(i64::from(idle));

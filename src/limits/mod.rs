@@ -249,7 +249,8 @@ impl Limiter {
         let now = crate::db::unix_now();
         let team = account.team.as_ref().map(|t| (Scope::Team, t.id.as_str(), &t.limits));
         let mut ledgers = Vec::new();
-        for (scope, id, limits) in [(Scope::Key, account.key.id.as_str(), &account.key.limits)].into_iter().chain(team) {
+        for (scope, id, limits) in [(Scope::Key, account.key.id.as_str(), &account.key.limits)].into_iter().chain(team)
+        {
             let Some(budget) = limits.budget_usd else { continue };
             let start = limits.budget_period.start(now);
             let name = format!("budget:{}:{id}:{start}", scope.label());

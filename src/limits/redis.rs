@@ -147,10 +147,14 @@ impl RedisCounters {
 
     /// Reserves `amount` on each ledger: `(name, budget, amount, spent so far, keep_secs)`.
     /// `Err(index, spent)` names the first ledger the amount does not fit.
-    pub async fn reserve(&self, ledgers: &[(String, i64, i64, i64, i64)]) -> Result<Result<(), (usize, i64)>, LimitError> {
+    pub async fn reserve(
+        &self,
+        ledgers: &[(String, i64, i64, i64, i64)],
+    ) -> Result<Result<(), (usize, i64)>, LimitError> {
         let keys: Vec<String> = ledgers.iter().map(|l| self.key(&l.0)).collect();
         let args: Vec<i64> = ledgers.iter().flat_map(|l| [l.1, l.2, l.3, l.4]).collect();
-        let reply: Vec<String> = self.reserve.evalsha_with_reload(&self.client, keys, args).await.map_err(unavailable)?;
+        let reply: Vec<String> =
+            self.reserve.evalsha_with_reload(&self.client, keys, args).await.map_err(unavailable)?;
         match reply.first().map(String::as_str) {
             Some("1") => Ok(Ok(())),
             Some("0") if reply.len() == 3 => {
@@ -163,8 +167,11 @@ impl RedisCounters {
 
     /// Adds `delta` nano-USD to a ledger that exists (a settled request's actual minus reserved).
     pub async fn adjust(&self, name: &str, delta: i64) -> Result<(), LimitError> {
-        let _: i64 =
-            self.adjust.evalsha_with_reload(&self.client, vec![self.key(name)], vec![delta]).await.map_err(unavailable)?;
+        let _: i64 = self
+            .adjust
+            .evalsha_with_reload(&self.client, vec![self.key(name)], vec![delta])
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 

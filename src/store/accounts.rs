@@ -199,7 +199,8 @@ mod tests {
 
     #[test]
     fn limits_are_checked() {
-        let limits = Limits { rpm_limit: Some(0), tpm_limit: Some(-1), budget_usd: Some(f64::NAN), ..Limits::default() };
+        let limits =
+            Limits { rpm_limit: Some(0), tpm_limit: Some(-1), budget_usd: Some(f64::NAN), ..Limits::default() };
         let fields: Vec<_> = limits.problems().into_iter().map(|(f, _)| f).collect();
         assert_eq!(fields, ["rpm_limit", "tpm_limit", "budget_usd"]);
     }

@@ -98,7 +98,10 @@ impl RequestLog {
     pub fn record(&self, row: LogRow) {
         match self.tx.try_send(Command::Row(Box::new(row))) {
             Ok(()) => self.metrics.queue_depth.inc(),
-            Err(mpsc::error::TrySendError::Full(Command::Row(row)) | mpsc::error::TrySendError::Closed(Command::Row(row))) => {
+            Err(
+                mpsc::error::TrySendError::Full(Command::Row(row))
+                | mpsc::error::TrySendError::Closed(Command::Row(row)),
+            ) => {
                 let (spool, metrics) = (self.spool.clone(), self.metrics.clone());
                 tokio::task::spawn_blocking(move || spool.append(&[*row], &metrics));
             }

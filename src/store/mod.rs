@@ -170,9 +170,10 @@ impl Store {
 
     pub async fn teams(&self) -> Result<Vec<Team>, StoreError> {
         let pool = self.pool().await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {TEAM_COLUMNS} FROM teams t ORDER BY t.created_at, t.id")))
-            .fetch_all(pool)
-            .await?;
+        let rows =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {TEAM_COLUMNS} FROM teams t ORDER BY t.created_at, t.id")))
+                .fetch_all(pool)
+                .await?;
         Ok(rows.iter().map(|r| team_from(r, "")).collect::<Result<_, _>>()?)
     }
 
@@ -215,7 +216,10 @@ impl Store {
 
     pub async fn create_key(&self, new: NewKey) -> Result<CreatedKey, StoreError> {
         check_name(&new.name)?;
-        let key = format!("{KEY_PREFIX}{}", rand::rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect::<String>());
+        let key = format!(
+            "{KEY_PREFIX}{}",
+            rand::rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect::<String>()
+        );
         let info = KeyInfo {
             id: format!("key-{}", uuid::Uuid::new_v4().simple()),
             name: new.name,
@@ -258,9 +262,11 @@ impl Store {
 
     pub async fn keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
         let pool = self.pool().await?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {KEY_COLUMNS} FROM virtual_keys k ORDER BY k.created_at, k.id")))
-            .fetch_all(pool)
-            .await?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {KEY_COLUMNS} FROM virtual_keys k ORDER BY k.created_at, k.id"
+        )))
+        .fetch_all(pool)
+        .await?;
         Ok(rows.iter().map(key_from).collect::<Result<_, _>>()?)
     }
 
@@ -346,7 +352,8 @@ impl Store {
         comment: Option<&str>,
     ) -> Result<bool, StoreError> {
         let pool = self.pool().await?;
-        let row = sqlx::query("SELECT key_id FROM request_log WHERE id = $1").bind(request_id).fetch_optional(pool).await?;
+        let row =
+            sqlx::query("SELECT key_id FROM request_log WHERE id = $1").bind(request_id).fetch_optional(pool).await?;
         let Some(row) = row else { return Ok(false) };
         let key_id: Option<String> = row.try_get("key_id")?;
         if owner.is_some() && owner != key_id.as_deref() {

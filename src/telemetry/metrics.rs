@@ -63,7 +63,11 @@ impl LimitMetrics {
     }
 
     fn collectors(&self) -> [Box<dyn prometheus::core::Collector>; 3] {
-        [Box::new(self.rate_limited.clone()), Box::new(self.budget_rejected.clone()), Box::new(self.backend_errors.clone())]
+        [
+            Box::new(self.rate_limited.clone()),
+            Box::new(self.budget_rejected.clone()),
+            Box::new(self.backend_errors.clone()),
+        ]
     }
 }
 
