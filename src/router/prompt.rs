@@ -123,6 +123,12 @@ fn push_cut(out: &mut String, text: &str, budget: usize) {
     out.push_str(&text[..end]);
 }
 
+/// Estimated prompt tokens of a whole chat request (every message, not only the routed text), for
+/// token limits and budgets before the usage is known.
+pub fn chat_prompt_tokens(request: &ChatCompletionRequest) -> u64 {
+    estimate_tokens(request.messages.iter().map(message_chars).sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,10 +177,4 @@ mod tests {
         }
         assert_eq!(content_chars(&content), content.text().len());
     }
-}
-
-/// Estimated prompt tokens of a whole chat request (every message, not only the routed text), for
-/// token limits and budgets before the usage is known.
-pub fn chat_prompt_tokens(request: &ChatCompletionRequest) -> u64 {
-    estimate_tokens(request.messages.iter().map(message_chars).sum())
 }

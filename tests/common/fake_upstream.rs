@@ -32,6 +32,7 @@ pub const BEHAVIOURS: &[&str] = &[
     "cut-stream",
     "empty-stream",
     "garbage",
+    "slow",
 ];
 
 #[derive(Debug, Clone)]
@@ -110,6 +111,10 @@ async fn answer(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
     let stream = body["stream"].as_bool() == Some(true);
     if let Some(status) = model.strip_prefix("status-") {
         return error(status.parse().unwrap_or(500));
+    }
+    if model == "slow" {
+        // Long enough for every request of a concurrent burst to be in flight together.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     match (model.as_str(), uri.path()) {
         ("garbage", _) => (StatusCode::OK, [("content-type", "application/json")], "{not json").into_response(),

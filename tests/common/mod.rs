@@ -60,6 +60,8 @@ pub fn config_for(upstream: &FakeUpstream, extra: &str) -> String {
 pub struct TestGateway {
     pub server: Server,
     pub client: reqwest::Client,
+    /// The store's SQLite file and the request log's spool, unless the config names a database.
+    pub data_dir: tempfile::TempDir,
 }
 
 impl TestGateway {
@@ -73,14 +75,16 @@ impl TestGateway {
 
     /// Without `TEST_MASTER_KEY` in `env` the gateway is open: any bearer key is accepted.
     pub async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Self {
-        let env: Vec<(String, String)> = env
+        let data_dir = tempfile::tempdir().expect("temporary folder");
+        let mut env: Vec<(String, String)> = env
             .iter()
             .chain(&[("TEST_PROVIDER_KEY", PROVIDER_KEY)])
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
+        env.push(("CHERRYPICK__STORE__DATA_DIR".into(), data_dir.path().display().to_string()));
         let loaded = load_str(config, "test config", &env).expect("test config is valid");
         let server = Server::start(&loaded.config).await.expect("gateway starts");
-        Self { server, client: reqwest::Client::new() }
+        Self { server, client: reqwest::Client::new(), data_dir }
     }
 
     pub fn addr(&self) -> SocketAddr {
