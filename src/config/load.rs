@@ -201,7 +201,12 @@ fn resolve_secrets(config: &mut Config, lookup: &dyn Fn(&str) -> Option<String>,
         if let Some(secret) = secret {
             secret.resolve(lookup);
             if secret.expose().is_none() {
-                warnings.push(format!("`{path}` is {secret}: that part is off until it is set"));
+                let effect = if path == "store.url" {
+                    "the store uses the SQLite file in `store.data_dir`"
+                } else {
+                    "that part is off until it is set"
+                };
+                warnings.push(format!("`{path}` is {secret}: {effect}"));
             }
         }
     }
