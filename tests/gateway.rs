@@ -416,3 +416,44 @@ async fn a_failing_provider_trips_its_breaker_and_is_not_called_while_it_is_open
     let metrics = gateway.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains(r#"cherrypick_circuit_state{provider="fake"} 2"#), "{metrics}");
 }
+
+/// One failing deployment opens its own breaker while the provider's other models keep answering:
+/// the provider's breaker sees too few failures among all its calls to open.
+#[tokio::test]
+async fn a_failing_deployment_trips_its_own_breaker_not_its_providers() {
+    let upstream = FakeUpstream::start().await;
+    let config = common::config_for(&upstream, "")
+        + "[retry]\nattempts = 1\n[breaker]\nwindow = 10\nmin_calls = 4\nfailure_ratio = 0.5\nopen_secs = 60\n";
+    let gateway = TestGateway::start_with(&config).await;
+    for _ in 0..6 {
+        assert_eq!(gateway.post("/v1/chat/completions", chat_body("mini", "hi")).await.status(), 200);
+    }
+    for _ in 0..4 {
+        assert_eq!(gateway.post("/v1/chat/completions", chat_body("status-500", "hi")).await.status(), 500);
+    }
+    let calls = upstream.calls();
+    let paused = gateway.post("/v1/chat/completions", chat_body("status-500", "hi")).await;
+    assert_eq!(paused.status(), 503);
+    assert_eq!(json(paused).await["error"]["code"], "circuit_open");
+    assert_eq!(upstream.calls(), calls, "the open deployment was not called");
+    assert_eq!(gateway.post("/v1/chat/completions", chat_body("mini", "hi")).await.status(), 200);
+    let metrics = gateway.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(r#"cherrypick_model_circuit_state{model="status-500"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"cherrypick_circuit_state{provider="fake"} 0"#), "{metrics}");
+}
+
+/// The legacy completions endpoint falls back like chat does.
+#[tokio::test]
+async fn legacy_completions_fall_back_too() {
+    let upstream = FakeUpstream::start().await;
+    let config = common::config_for(&upstream, "[retry]\nattempts = 1\n").replace(
+        "[models.\"status-503\"]\nprovider = \"fake\"\n",
+        "[models.\"status-503\"]\nprovider = \"fake\"\nfallbacks = [\"mini\"]\n",
+    );
+    let gateway = TestGateway::start_with(&config).await;
+    let response = gateway
+        .post("/v1/completions", serde_json::json!({"model": "status-503", "prompt": "hi", "max_tokens": 5}))
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-cherrypick-model"], "gpt-4o-mini");
+}

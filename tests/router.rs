@@ -208,3 +208,23 @@ async fn overload_and_timeouts_step_aside() {
         assert!(metrics.contains(&line), "{line} not in {metrics}");
     }
 }
+
+/// `auto` falls back to the router's next best candidate when the chosen one fails.
+#[tokio::test]
+async fn auto_falls_back_to_the_next_ranked_candidate() {
+    let upstream = FakeUpstream::start().await;
+    let dir = temp_dir("selector-fallback");
+    fixed_selector(&dir);
+    let config = router_config(&upstream, &dir, &common::encoder_dir()).replacen(
+        "upstream = \"echo\"\n            input_per_mtok = 10.0",
+        "upstream = \"status-503\"\n            input_per_mtok = 10.0",
+        1,
+    ) + "[retry]\nattempts = 1\n";
+    let gateway = TestGateway::start_with(&config).await;
+    gateway.wait_router_ready().await;
+    let response = gateway.post("/v1/chat/completions", chat_body("auto", "Prove Fermat's last theorem.")).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-cherrypick-model"), "small", "big failed; small ranked next");
+    let route = header(&response, "x-cherrypick-route");
+    assert!(route.contains("big=0.900") && route.ends_with("fell_back_from=big"), "{route}");
+}

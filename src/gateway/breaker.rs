@@ -4,6 +4,7 @@
 //! few instructions and never across an await.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -148,12 +149,48 @@ impl Breaker {
         }
     }
 
+    /// Gives back a ticket whose call was not made (another breaker refused it): a probe slot
+    /// becomes free again.
+    pub fn release(&self, ticket: Ticket) {
+        if ticket.probe {
+            let mut state = self.lock();
+            if state.phase == Phase::HalfOpen {
+                state.probes = state.probes.saturating_sub(1);
+            }
+        }
+    }
+
     fn open(&self, state: &mut State) {
         state.phase = Phase::Open;
         state.opened_at = Instant::now();
         state.window.clear();
         state.failures = 0;
         self.gauge.set(Phase::Open.gauge_value());
+    }
+}
+
+/// The two breakers a call passes: its provider's (shared by the provider's models) and its model
+/// deployment's own, so one failing deployment does not cut off the provider's others.
+pub struct Breakers {
+    pub provider: Arc<Breaker>,
+    pub deployment: Breaker,
+}
+
+impl Breakers {
+    pub fn admit(&self) -> Option<(Ticket, Ticket)> {
+        let deployment = self.deployment.admit()?;
+        match self.provider.admit() {
+            Some(provider) => Some((deployment, provider)),
+            None => {
+                self.deployment.release(deployment);
+                None
+            }
+        }
+    }
+
+    pub fn record(&self, (deployment, provider): (Ticket, Ticket), failed: bool) {
+        self.deployment.record(deployment, failed);
+        self.provider.record(provider, failed);
     }
 }
 

@@ -175,17 +175,10 @@ impl Gateway {
         let (_, prompt_tokens) = prompt::completion_text(&request, 0);
         let completion = request.max_tokens.map_or(self.default_completion_tokens, u64::from);
         self.admit(&route, ctx, prompt_tokens, completion).await?;
-        request.model.clone_from(&route.upstream);
         let started = Instant::now();
-        let reply = with_retries(
-            route.provider.name(),
-            &route.breaker,
-            &route.retry,
-            Duration::from_secs_f64(route.timeouts.first_byte_secs),
-            || route.provider.completion(&request),
-            |error| self.retried(&route, error),
-        )
-        .await;
+        let (route, reply) = self
+            .call_chain(route, &mut request, |r| &mut r.model, |route, request| route.provider.completion(request))
+            .await;
         self.answer(route, reply, started, None, ctx)
     }
 
@@ -280,12 +273,12 @@ impl Gateway {
         model: fn(&mut R) -> &mut String,
         call: impl for<'a> Fn(&'a Route, &'a R) -> BoxFuture<'a, Result<Reply, ProviderError>>,
     ) -> (Routed, Result<Answered, ProviderError>) {
-        let (fallbacks, mut tried) = (route.fallbacks.clone(), 0);
+        let (fallbacks, mut tried) = (route.fallbacks(), 0);
         loop {
             model(request).clone_from(&route.upstream);
             let reply = with_retries(
                 route.provider.name(),
-                &route.breaker,
+                &route.breakers,
                 &route.retry,
                 Duration::from_secs_f64(route.timeouts.first_byte_secs),
                 || call(&route, &*request),
@@ -317,7 +310,9 @@ impl Gateway {
         *tried += 1;
         self.metrics.upstream_errors.with_label_values(&[route.provider.name(), error.kind_label()]).inc();
         tracing::warn!(model = %route.model, fallback = %next.model, error = %error, "upstream call failed; falling back");
-        Some(Routed::direct(next))
+        // The answer's route header keeps the router's reasoning and says where it fell from.
+        let summary = route.summary.as_ref().map(|s| format!("{s}; fell_back_from={}", route.model));
+        Some(Routed { summary, ..Routed::direct(next) })
     }
 
     /// Draws the request from its limits and reserves its estimated cost on its budgets; the

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use rand::Rng;
 
-use super::breaker::Breaker;
+use super::breaker::Breakers;
 use crate::config::RetryConfig;
 use crate::providers::{ChunkStream, JsonReply, ProviderError, Reply};
 
@@ -25,7 +25,7 @@ pub enum Answered {
 /// told of each retry (for metrics) with the error that caused it.
 pub async fn with_retries<F, Fut>(
     provider: &str,
-    breaker: &Breaker,
+    breakers: &Breakers,
     config: &RetryConfig,
     first_byte: Duration,
     mut call: F,
@@ -37,19 +37,19 @@ where
 {
     let mut attempt = 1;
     loop {
-        let Some(ticket) = breaker.admit() else {
+        let Some(tickets) = breakers.admit() else {
             return Err(ProviderError::CircuitOpen { provider: provider.to_owned() });
         };
         let attempt_answered = tokio::time::timeout(first_byte, async { first_chunk(provider, call().await).await });
         let error = match attempt_answered.await {
             Ok(Ok(answered)) => {
-                breaker.record(ticket, false);
+                breakers.record(tickets, false);
                 return Ok(answered);
             }
             Ok(Err(error)) => error,
             Err(_) => ProviderError::Timeout { provider: provider.to_owned() },
         };
-        breaker.record(ticket, error.is_retryable());
+        breakers.record(tickets, error.is_retryable());
         let delay = (attempt < config.attempts && error.is_retryable()).then(|| delay(config, attempt, &error));
         let Some(Some(delay)) = delay else { return Err(error) };
         on_retry(&error);
@@ -90,6 +90,7 @@ fn retry_after_secs(error: &ProviderError) -> Option<f64> {
 mod tests {
     use super::*;
     use crate::config::BreakerConfig;
+    use crate::gateway::breaker::Breaker;
     use crate::providers::transport::upstream_error;
     use http::{HeaderValue, StatusCode};
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -100,9 +101,10 @@ mod tests {
     }
 
     /// A breaker that lets everything through: these tests are about retries.
-    fn open_breaker() -> Breaker {
+    fn open_breaker() -> Breakers {
         let config = BreakerConfig { enabled: false, ..BreakerConfig::default() };
-        Breaker::new(config, prometheus::IntGauge::new("g", "g").unwrap())
+        let breaker = || Breaker::new(config, prometheus::IntGauge::new("g", "g").unwrap());
+        Breakers { provider: std::sync::Arc::new(breaker()), deployment: breaker() }
     }
 
     fn ok() -> Reply {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::breaker::Breaker;
+use super::breaker::{Breaker, Breakers};
 use crate::config::{Config, RetryConfig, TimeoutConfig, is_auto};
 use crate::error::ApiError;
 use crate::openai::Usage;
@@ -24,8 +24,8 @@ pub struct Route {
     pub timeouts: TimeoutConfig,
     /// Public names tried in order when this model fails in a way that may pass.
     pub fallbacks: Arc<[String]>,
-    /// The provider's circuit breaker, shared by its models.
-    pub breaker: Arc<Breaker>,
+    /// The provider's circuit breaker (shared by its models) and this deployment's own.
+    pub breakers: Breakers,
     pub metrics: ModelMetrics,
     pub limits: RouteLimits,
 }
@@ -96,7 +96,13 @@ impl RouteTable {
                 retry: model.retry.unwrap_or(config.retry),
                 timeouts: model.timeouts.unwrap_or(config.timeouts),
                 fallbacks: model.fallbacks.clone().into(),
-                breaker,
+                breakers: Breakers {
+                    provider: breaker,
+                    deployment: Breaker::new(
+                        config.breaker,
+                        metrics.model_circuit_state.with_label_values(&[name.as_str()]),
+                    ),
+                },
                 prices: Prices {
                     input: model.input_per_mtok,
                     cached_input: model.cached_input_per_mtok.unwrap_or(model.input_per_mtok),

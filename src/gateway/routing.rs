@@ -17,11 +17,19 @@ pub struct Routed {
     pub summary: Option<String>,
     /// The prompt's embedding, when the router computed one (the semantic cache reuses it).
     pub embedding: Option<Arc<[f32]>>,
+    /// For `auto`: the router's next best candidates, tried in order instead of the chosen
+    /// model's configured fallbacks.
+    pub alternatives: Option<Arc<[String]>>,
 }
 
 impl Routed {
     pub fn direct(route: Arc<Route>) -> Self {
-        Self { route, summary: None, embedding: None }
+        Self { route, summary: None, embedding: None, alternatives: None }
+    }
+
+    /// The models to try after this one fails.
+    pub fn fallbacks(&self) -> Arc<[String]> {
+        self.alternatives.clone().unwrap_or_else(|| self.route.fallbacks.clone())
     }
 }
 
@@ -62,6 +70,7 @@ impl Gateway {
                 route: self.routes.resolve(&decision.model)?,
                 summary: Some(decision.summary),
                 embedding: Some(decision.embedding),
+                alternatives: Some(decision.alternatives.iter().map(|m| m.to_string()).collect()),
             }),
             Outcome::SteppedAside(reason) => {
                 // A request that restricted the candidates keeps to them.
@@ -70,6 +79,7 @@ impl Gateway {
                     route: self.routes.resolve(fallback)?,
                     summary: Some(format!("stepped-aside={reason}")),
                     embedding: None,
+                    alternatives: None,
                 })
             }
         }

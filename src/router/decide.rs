@@ -39,6 +39,9 @@ pub enum Outcome {
     SteppedAside(&'static str),
 }
 
+/// How many of the next best candidates an `auto` request may fall back to.
+const MAX_ALTERNATIVES: usize = 3;
+
 #[derive(Debug)]
 pub struct Decision {
     /// The chosen public model name.
@@ -46,6 +49,8 @@ pub struct Decision {
     /// `x-cherrypick-route`: the policy and each candidate's utility, best first.
     pub summary: String,
     pub embedding: Arc<[f32]>,
+    /// The next best candidates, best first: the fallbacks of an `auto` request.
+    pub alternatives: Vec<Arc<str>>,
 }
 
 /// A configured candidate, once the selector's heads are known.
@@ -219,7 +224,14 @@ impl Router {
         for &i in order.iter().take(5) {
             let _ = write!(summary, "; {}={:.3}", allowed[i].model, u[i]);
         }
-        Some(Decision { model: allowed[best].model.clone(), summary, embedding: scored.embedding.clone() })
+        let alternatives =
+            order.iter().filter(|&&i| i != best).take(MAX_ALTERNATIVES).map(|&i| allowed[i].model.clone()).collect();
+        Some(Decision {
+            model: allowed[best].model.clone(),
+            summary,
+            embedding: scored.embedding.clone(),
+            alternatives,
+        })
     }
 }
 

@@ -22,6 +22,8 @@ pub struct Metrics {
     pub upstream_retries: IntCounterVec,
     /// Each provider's circuit breaker: 0 closed, 1 half-open, 2 open.
     pub circuit_state: IntGaugeVec,
+    /// Each model deployment's circuit breaker, same values.
+    pub model_circuit_state: IntGaugeVec,
     pub router: RouterMetrics,
     pub cache: CacheMetrics,
     pub limits: LimitMetrics,
@@ -302,6 +304,14 @@ impl Metrics {
             &["provider"],
         )
         .expect("valid metric");
+        let model_circuit_state = IntGaugeVec::new(
+            Opts::new(
+                names::MODEL_CIRCUIT_STATE,
+                "Circuit breaker state per model deployment: 0 closed, 1 half-open, 2 open",
+            ),
+            &["model"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -313,6 +323,7 @@ impl Metrics {
             Box::new(upstream_errors.clone()),
             Box::new(upstream_retries.clone()),
             Box::new(circuit_state.clone()),
+            Box::new(model_circuit_state.clone()),
             Box::new(auth_failures.clone()),
             Box::new(db_connections.clone()),
             Box::new(request_log.rows.clone()),
@@ -344,6 +355,7 @@ impl Metrics {
             upstream_errors,
             upstream_retries,
             circuit_state,
+            model_circuit_state,
             router,
             cache,
             limits,

@@ -10,6 +10,7 @@ pub const COST_USD_TOTAL: &str = "cherrypick_cost_usd_total";
 pub const UPSTREAM_ERRORS_TOTAL: &str = "cherrypick_upstream_errors_total";
 pub const UPSTREAM_RETRIES_TOTAL: &str = "cherrypick_upstream_retries_total";
 pub const CIRCUIT_STATE: &str = "cherrypick_circuit_state";
+pub const MODEL_CIRCUIT_STATE: &str = "cherrypick_model_circuit_state";
 /// Prefix of the process collector's metrics (`cherrypick_process_cpu_seconds_total`, ...).
 pub const NAMESPACE: &str = "cherrypick";
 pub const ROUTER_DECISIONS_TOTAL: &str = "cherrypick_router_decisions_total";
