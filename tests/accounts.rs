@@ -307,3 +307,49 @@ async fn feedback_is_stored_against_the_logged_request() {
     let foreign = send(json!({"request_id": request_id, "score": 0}), other).await;
     assert_eq!(foreign.status(), 404);
 }
+
+/// Feedback becomes training data: `router export` writes the rated requests in the router's
+/// format, with the prompt when prompt logging is on, and `router` reads the file back.
+#[tokio::test]
+async fn router_export_writes_rated_requests_as_training_data() {
+    let upstream = FakeUpstream::start().await;
+    let gateway = TestGateway::start_with(&config_for(&upstream, "[request_log]\nlog_prompts = true\n")).await;
+    let mut ids = Vec::new();
+    for text in ["What is the capital of France?", "Write a haiku about rust."] {
+        let answered = gateway.post("/v1/chat/completions", chat_body("mini", text)).await;
+        ids.push(answered.headers()["x-request-id"].to_str().unwrap().to_owned());
+    }
+    gateway.post("/v1/chat/completions", chat_body("mini", "not rated")).await;
+    for (id, score) in ids.iter().zip([1.0, 0.25]) {
+        let stored = gateway.post("/v1/feedback", json!({"request_id": id, "score": score})).await;
+        assert_eq!(stored.status(), 200);
+    }
+    let out = gateway.data_dir.path().join("export.jsonl");
+    let config = gateway.data_dir.path().join("export.toml");
+    std::fs::write(&config, format!("[store]\ndata_dir = \"{}\"\n", gateway.data_dir.path().display())).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_cherrypick"))
+        .args(["router", "export", "--since", "2020-01-01", "--out"])
+        .arg(&out)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("wrote 2 rows"));
+    let examples = cherrypick::router::data::read_jsonl(&out).unwrap();
+    assert_eq!(examples.len(), 2);
+    assert_eq!(examples[0].id, ids[0]);
+    assert!(examples[0].prompt.contains("capital of France"), "{}", examples[0].prompt);
+    assert_eq!(examples[1].quality["gpt-4o-mini"], 0.25);
+    assert!((examples[0].cost_usd["gpt-4o-mini"] - 2e-5).abs() < 1e-12);
+    // Nothing after tomorrow.
+    let tomorrow = out.with_extension("later.jsonl");
+    let later = std::process::Command::new(env!("CARGO_BIN_EXE_cherrypick"))
+        .args(["router", "export", "--since", "2999-01-01", "--out"])
+        .arg(&tomorrow)
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&later.stdout).contains("wrote 0 rows"));
+}

@@ -67,7 +67,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(path: Option<&Path>) -> Result<Loaded, config::ConfigError> {
+pub(crate) fn load(path: Option<&Path>) -> Result<Loaded, config::ConfigError> {
     match path {
         Some(path) => config::load_file(path),
         None => {

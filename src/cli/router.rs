@@ -39,6 +39,18 @@ pub enum ModelsCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum RouterCommand {
+    /// Write the gateway's logged requests that have feedback as routing data (JSON lines), for
+    /// `router train`. Prompts are included only if they were logged (`request_log.log_prompts`).
+    Export {
+        /// The gateway's configuration (its `[store]`); the embedded default when not given.
+        #[arg(long, short, env = "CHERRYPICK_CONFIG")]
+        config: Option<PathBuf>,
+        /// Only requests from this day on (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        since: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Train a selector from routing data (JSON lines) and write DIR/router.safetensors + router.json.
     Train {
         #[command(flatten)]
@@ -187,6 +199,7 @@ pub fn models(command: ModelsCommand) -> anyhow::Result<ExitCode> {
 
 pub fn run(command: RouterCommand) -> anyhow::Result<ExitCode> {
     match command {
+        RouterCommand::Export { config, since, out } => export_command(config.as_deref(), &since, &out),
         RouterCommand::Train { data, out, encoder, encoder_name, training } => {
             train_command(&data, &out, &encoder, &encoder_name, &training.options())
         }
@@ -510,5 +523,39 @@ fn crossval_command(
         "mlp_report": mlp,
     });
     println!("{summary}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_command(config: Option<&Path>, since: &str, out: &Path) -> anyhow::Result<ExitCode> {
+    let since_ms = crate::store::export::parse_date(since)
+        .with_context(|| format!("--since `{since}`: expected a date as YYYY-MM-DD"))?;
+    let config = match super::load(config) {
+        Ok(loaded) => loaded.config,
+        Err(error) => {
+            eprintln!("{error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let exported = runtime.block_on(async {
+        let store = crate::store::Store::open(&config.store)?;
+        let mut file = std::io::BufWriter::new(
+            std::fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?,
+        );
+        let exported = store.export_feedback(since_ms, &mut file).await?;
+        file.flush()?;
+        anyhow::Ok(exported)
+    })?;
+    println!(
+        "wrote {} rows to {} ({} with prompt text{})",
+        exported.rows,
+        out.display(),
+        exported.with_prompt,
+        if exported.with_prompt < exported.rows {
+            "; the others were served with request_log.log_prompts off"
+        } else {
+            ""
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -61,6 +61,10 @@ pub enum Answer {
     },
 }
 
+/// How much prompt a request-log row keeps (system prompt and last user message, in tokens of
+/// about 4 characters), with `request_log.log_prompts` on.
+const LOGGED_PROMPT_TOKENS: usize = 8192;
+
 pub struct Gateway {
     routes: RouteTable,
     providers: Registry,
@@ -112,7 +116,7 @@ impl Gateway {
         ctx.ticket(|t| t.requested(&request.model));
         validate::chat(&request)?;
         allowed(ctx, &request.model)?;
-        ctx.ticket(|t| t.prompt(|| prompt::chat_text(&request, usize::MAX / 8).0));
+        ctx.ticket(|t| t.prompt(|| prompt::chat_text(&request, LOGGED_PROMPT_TOKENS).0));
         let (stream, include_usage) = (request.is_stream(), request.wants_stream_usage());
         let mut plan = self.chat_plan(&request, ctx)?;
         if let Some(plan) = &plan

@@ -3,6 +3,7 @@
 //! up once and then served from a short-lived in-process cache, so the hot path rarely touches SQL.
 
 mod accounts;
+pub mod export;
 pub mod log;
 mod period;
 
