@@ -8,6 +8,8 @@
 //! - `cut-stream`: two chunks, then the connection breaks.
 //! - `empty-stream`: `[DONE]` and nothing else.
 //! - `garbage`: 200 with a body that is not JSON.
+//! - `slow`: `echo` after 500 ms. `hang`: never answers.
+//! - `flaky-429`: every other call is a 429 with `retry-after: 1`, the others are `echo`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -33,6 +35,9 @@ pub const BEHAVIOURS: &[&str] = &[
     "empty-stream",
     "garbage",
     "slow",
+    "status-502",
+    "hang",
+    "flaky-429",
 ];
 
 #[derive(Debug, Clone)]
@@ -48,6 +53,7 @@ struct Shared {
     gate: Semaphore,
     stream_dropped: AtomicBool,
     stream_finished: AtomicBool,
+    flaky: AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -64,6 +70,7 @@ impl FakeUpstream {
             gate: Semaphore::new(0),
             stream_dropped: AtomicBool::new(false),
             stream_finished: AtomicBool::new(false),
+            flaky: AtomicUsize::new(0),
         });
         let app = Router::new()
             .route("/v1/chat/completions", post(answer))
@@ -111,6 +118,15 @@ async fn answer(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
     let stream = body["stream"].as_bool() == Some(true);
     if let Some(status) = model.strip_prefix("status-") {
         return error(status.parse().unwrap_or(500));
+    }
+    if model == "hang" {
+        // Never answers in any time a test waits for.
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    }
+    if model == "flaky-429" && shared.flaky.fetch_add(1, Ordering::SeqCst) % 2 == 0 {
+        let mut response = error(429);
+        response.headers_mut().insert("retry-after", "1".parse().expect("header"));
+        return response;
     }
     if model == "slow" {
         // Long enough for every request of a concurrent burst to be in flight together.
