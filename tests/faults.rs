@@ -72,7 +72,7 @@ async fn a_connection_reset_is_retried_then_reported() {
         while let Ok((socket, _)) = listener.accept().await {
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             // Linger 0: closing sends a RST instead of a FIN.
-            let _ = socket.set_linger(Some(Duration::ZERO));
+            let _ = socket.set_zero_linger();
             drop(socket);
         }
     });
