@@ -5,39 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Var};
-use cherrypick::router::selector::{self, Card, ModelCard};
-use common::{FakeUpstream, TestGateway, chat_body, config_for, json};
-
-/// A selector that ignores the prompt: head `strong` predicts 0.9, head `weak` 0.6 (biases only).
-fn fixed_selector(dir: &Path) {
-    let (dim, hidden) = (384, 4);
-    let zeros = |rows: usize, cols: usize| {
-        let shape = if cols == 0 { vec![rows] } else { vec![rows, cols] };
-        Var::from_vec(vec![0f32; rows * cols.max(1)], shape, &Device::Cpu).unwrap()
-    };
-    let logit = |p: f32| (p / (1.0 - p)).ln();
-    let out_bias = Var::from_vec(vec![logit(0.9), logit(0.6)], 2, &Device::Cpu).unwrap();
-    let vars = [zeros(hidden, dim), zeros(hidden, 0), zeros(2, hidden), out_bias];
-    let model = |name: &str, cost: f64| ModelCard {
-        name: name.into(),
-        mean_quality: 0.0,
-        mean_cost_usd: cost,
-        mean_output_tokens: Some(100.0),
-        mean_latency_ms: None,
-    };
-    let card = Card {
-        format: selector::CARD_FORMAT,
-        encoder: "sentence-transformers/all-MiniLM-L6-v2".into(),
-        embedding_dim: dim,
-        hidden,
-        models: vec![model("strong", 0.01), model("weak", 0.0001)],
-        data: vec![],
-        training: serde_json::json!({}),
-        validation: serde_json::json!({}),
-    };
-    selector::save(dir, &vars, &card).unwrap();
-}
+use common::{FakeUpstream, TestGateway, chat_body, config_for, fixed_selector, json};
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("cherrypick-{name}-{}", std::process::id()));

@@ -8,6 +8,7 @@ pub mod proxy;
 use std::net::SocketAddr;
 
 use cherrypick::config::load_str;
+use cherrypick::router::selector;
 use cherrypick::server::Server;
 
 pub use fake_upstream::FakeUpstream;
@@ -193,4 +194,34 @@ pub fn encoder_dir() -> std::path::PathBuf {
         dir.display()
     );
     dir
+}
+
+/// A selector that ignores the prompt: head `strong` predicts 0.9, head `weak` 0.6 (biases only).
+pub fn fixed_selector(dir: &std::path::Path) {
+    let (dim, hidden) = (384, 4);
+    let zeros = |rows: usize, cols: usize| {
+        let shape = if cols == 0 { vec![rows] } else { vec![rows, cols] };
+        candle_core::Var::from_vec(vec![0f32; rows * cols.max(1)], shape, &candle_core::Device::Cpu).unwrap()
+    };
+    let logit = |p: f32| (p / (1.0 - p)).ln();
+    let out_bias = candle_core::Var::from_vec(vec![logit(0.9), logit(0.6)], 2, &candle_core::Device::Cpu).unwrap();
+    let vars = [zeros(hidden, dim), zeros(hidden, 0), zeros(2, hidden), out_bias];
+    let model = |name: &str, cost: f64| selector::ModelCard {
+        name: name.into(),
+        mean_quality: 0.0,
+        mean_cost_usd: cost,
+        mean_output_tokens: Some(100.0),
+        mean_latency_ms: None,
+    };
+    let card = selector::Card {
+        format: selector::CARD_FORMAT,
+        encoder: "sentence-transformers/all-MiniLM-L6-v2".into(),
+        embedding_dim: dim,
+        hidden,
+        models: vec![model("strong", 0.01), model("weak", 0.0001)],
+        data: vec![],
+        training: serde_json::json!({}),
+        validation: serde_json::json!({}),
+    };
+    selector::save(dir, &vars, &card).unwrap();
 }
