@@ -107,11 +107,12 @@ async fn start_prometheus(targets: &[String]) -> Prometheus {
         .stderr(Stdio::null())
         .spawn()
         .expect("prometheus starts");
-    let url = format!("http://127.0.0.1:{port}");
+    // Owned from here: dropping it (a panic included) stops the process.
+    let prometheus = Prometheus { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
     let client = reqwest::Client::new();
     for _ in 0..100 {
-        if client.get(format!("{url}/-/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return Prometheus { child, url, _dir: dir };
+        if client.get(format!("{}/-/ready", prometheus.url)).send().await.is_ok_and(|r| r.status().is_success()) {
+            return prometheus;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
