@@ -118,6 +118,7 @@ fn serve(path: Option<&Path>) -> anyhow::Result<ExitCode> {
         shutdown_signal().await;
         tracing::info!("shutdown signal received: draining");
         server.shutdown().await;
+        crate::telemetry::shutdown_telemetry();
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -88,11 +88,16 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` filter such as `info` or `cherrypick=debug`; `RUST_LOG` overrides it.
     pub level: String,
+    /// OpenTelemetry collector base URL (OTLP/HTTP, e.g. `http://otel-collector:4318`): request
+    /// spans are exported there. Needs a build with `--features otlp`.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self { format: LogFormat::Pretty, level: "info".into() }
+        Self { format: LogFormat::Pretty, level: "info".into(), otlp_endpoint: None, service_name: "cherrypick".into() }
     }
 }
 

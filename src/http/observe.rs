@@ -8,6 +8,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
+use tracing::Instrument;
 
 use super::AppState;
 
@@ -30,7 +31,9 @@ pub async fn observe(State(state): State<AppState>, mut request: Request, next: 
     let id = request.headers().get(REQUEST_ID).filter(|v| v.len() <= 128).cloned().unwrap_or_else(new_request_id);
     request.extensions_mut().insert(RequestId(id.clone()));
     state.metrics.in_flight.inc();
-    let mut response = next.run(request).await;
+    // Every line logged while answering names the request.
+    let span = tracing::info_span!("request", id = id.to_str().unwrap_or_default(), endpoint);
+    let mut response = next.run(request).instrument(span).await;
     state.metrics.in_flight.dec();
     let status = response.status();
     state.metrics.requests.with_label_values(&[method, endpoint, status.as_str()]).inc();

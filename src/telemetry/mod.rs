@@ -4,5 +4,5 @@ mod logging;
 mod metrics;
 pub mod names;
 
-pub use logging::init_logging;
+pub use logging::{init_logging, shutdown_telemetry};
 pub use metrics::{CacheMetrics, LimitMetrics, Metrics, ModelMetrics, RequestLogMetrics, RouterMetrics};
