@@ -439,6 +439,11 @@ async fn a_failing_deployment_trips_its_own_breaker_not_its_providers() {
     assert_eq!(gateway.post("/v1/chat/completions", chat_body("mini", "hi")).await.status(), 200);
     let metrics = gateway.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains(r#"cherrypick_model_circuit_state{model="status-500"} 2"#), "{metrics}");
+    let ready = json(gateway.get("/ready").await).await;
+    assert_eq!(
+        (ready["models"]["status-500"].as_str(), ready["providers"]["fake"].as_str()),
+        (Some("circuit_open"), Some("ready"))
+    );
     assert!(metrics.contains(r#"cherrypick_circuit_state{provider="fake"} 0"#), "{metrics}");
 }
 

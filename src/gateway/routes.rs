@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::breaker::{Breaker, Breakers};
+use super::breaker::{Breaker, Breakers, Phase};
 use crate::config::{Config, RetryConfig, TimeoutConfig, is_auto};
 use crate::error::ApiError;
 use crate::openai::Usage;
@@ -134,6 +134,15 @@ impl RouteTable {
         let model_list =
             serde_json::to_vec(&ModelList { object: "list", data: listed }).map(Bytes::from).unwrap_or_default();
         Self { by_name, breakers, auto, model_list }
+    }
+
+    /// Model deployments whose own circuit breaker is not closed, by public name.
+    pub fn open_deployments(&self) -> std::collections::BTreeMap<&str, Phase> {
+        self.by_name
+            .values()
+            .map(|route| (&*route.model, route.breakers.deployment.phase()))
+            .filter(|(_, phase)| *phase != Phase::Closed)
+            .collect()
     }
 
     /// A provider's circuit breaker, when a model uses the provider.

@@ -38,6 +38,17 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let status = if draining { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
     let mut body = json!({"status": if draining { "draining" } else { "ready" }, "providers": providers});
     body["limits"] = json!(state.gateway.limiter().state());
+    // Deployments paused by their own breaker (a provider's other models may still answer).
+    let deployments: Map<String, Value> = state
+        .gateway
+        .routes()
+        .open_deployments()
+        .into_iter()
+        .map(|(model, phase)| (model.to_owned(), Value::from(format!("circuit_{}", phase.as_str()))))
+        .collect();
+    if !deployments.is_empty() {
+        body["models"] = Value::Object(deployments);
+    }
     // The router never blocks readiness: until it is up, `auto` goes to routing.default.
     if let Some(router) = state.gateway.router() {
         body["router"] = match router.state() {
