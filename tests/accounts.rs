@@ -258,19 +258,7 @@ async fn request_log_keeps_every_row_through_a_database_outage() {
     }
     assert_eq!(served, 120);
     let pool = sqlx::PgPool::connect(POSTGRES).await.unwrap();
-    let pattern = format!("{run}-%");
-    let mut rows = 0;
-    for _ in 0..100 {
-        rows = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM request_log WHERE id LIKE $1")
-            .bind(&pattern)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-        if rows >= 120 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let rows = common::logged_rows(&pool, &run, 120).await;
     assert_eq!(rows, 120, "one row per served request");
     let metrics = gateway.get("/metrics").await.text().await.unwrap();
     assert!(metrics.contains("cherrypick_request_log_rows_total{result=\"spooled\"}"), "{metrics}");

@@ -225,3 +225,22 @@ pub fn fixed_selector(dir: &std::path::Path) {
     };
     selector::save(dir, &vars, &card).unwrap();
 }
+
+/// Request-log rows in PostgreSQL whose id starts with `run-`, polled until there are `expected`
+/// (the writer batches and may be replaying its spool) or 15 s have passed.
+pub async fn logged_rows(pool: &sqlx::PgPool, run: &str, expected: i64) -> i64 {
+    let pattern = format!("{run}-%");
+    let mut rows = 0;
+    for _ in 0..150 {
+        rows = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM request_log WHERE id LIKE $1")
+            .bind(&pattern)
+            .fetch_one(pool)
+            .await
+            .expect("count the request log");
+        if rows >= expected {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    rows
+}
