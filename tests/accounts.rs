@@ -160,13 +160,20 @@ async fn tokens_per_minute_are_reserved_then_reconciled() {
 }
 
 /// A budget is reserved before the call (estimated cost) and settled after it: concurrent requests
-/// cannot overrun it, and a spent budget answers 429 `insufficient_quota`.
+/// cannot overrun it, a spent budget answers 429 `insufficient_quota`, and what the answers did not
+/// use comes back. In this process and in Redis alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn budgets_cannot_be_overrun_by_concurrent_requests() {
+    budget_burst("").await;
+    let prefix = unique("cherrypick:test:budget");
+    budget_burst(&format!("[limits]\nredis_url = \"redis://127.0.0.1:6379\"\nkey_prefix = \"{prefix}:\"\n")).await;
+}
+
+async fn budget_burst(extra: &str) {
     let upstream = FakeUpstream::start().await;
     // `slow` answers after 500 ms, so all 20 requests are in flight together; it costs $1 / $2 per
     // million tokens: 2 prompt tokens and max_tokens 99,999 reserve $0.2 each.
-    let config = config_for(&upstream, "").replace(
+    let config = config_for(&upstream, extra).replace(
         "[models.\"slow\"]\nprovider = \"fake\"\n",
         "[models.\"slow\"]\nprovider = \"fake\"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n",
     );
@@ -176,7 +183,7 @@ async fn budgets_cannot_be_overrun_by_concurrent_requests() {
     body["max_tokens"] = json!(99_999);
     let responses = join_all((0..20).map(|_| chat_as(&gateway, &key, &body))).await;
     let ok = responses.iter().filter(|r| r.status() == 200).count();
-    assert_eq!(ok, 5, "a $1 budget at $0.2 reserved each");
+    assert_eq!(ok, 5, "a $1 budget at $0.2 reserved each ({extra})");
     let refused = responses.into_iter().find(|r| r.status() == 429).unwrap();
     let error = json(refused).await["error"].clone();
     assert_eq!(
@@ -184,14 +191,23 @@ async fn budgets_cannot_be_overrun_by_concurrent_requests() {
         (Some("insufficient_quota"), Some("insufficient_quota"))
     );
 
-    // What was spent is what the answers cost (15 tokens each), read back from the request log.
-    let (_, info) = admin(&gateway, reqwest::Method::GET, &format!("/admin/keys/{id}"), None).await;
-    let spend = info["spend_usd"].as_f64().unwrap();
-    // Settled spend: every row is in the log once written (a fifth of a second at most).
-    let expected = ok as f64 * (10.0 * 1.0 + 5.0 * 2.0) / 1e6;
+    // Each answer cost 15 tokens' worth; the rest of its reservation came back, so the budget
+    // admits again, and the spend read back from the request log is exactly what was used.
+    let expected = (ok + 1) as f64 * (10.0 * 1.0 + 5.0 * 2.0) / 1e6;
+    let mut again = chat_as(&gateway, &key, &body).await;
+    for _ in 0..50 {
+        if again.status() == 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        again = chat_as(&gateway, &key, &body).await;
+    }
+    assert_eq!(again.status(), 200, "settled reservations free the budget ({extra})");
+    let mut spend = 0.0;
     for _ in 0..50 {
         let (_, info) = admin(&gateway, reqwest::Method::GET, &format!("/admin/keys/{id}"), None).await;
-        if (info["spend_usd"].as_f64().unwrap() - expected).abs() < 1e-12 {
+        spend = info["spend_usd"].as_f64().unwrap();
+        if (spend - expected).abs() < 1e-12 {
             return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -131,7 +131,10 @@ pub struct Reservation {
     tokens: Vec<Draw>,
     /// (ledger, nano-USD reserved, this process's ledger)
     budgets: Vec<(String, i64, Arc<Mutex<i64>>)>,
-    shared: bool,
+    /// Whether the tokens, and the budgets, were counted in Redis (each may have fallen back to
+    /// this process alone) — they are given back where they were taken.
+    tokens_shared: bool,
+    budgets_shared: bool,
     pub requests: Option<Window>,
     pub tokens_window: Option<Window>,
 }
@@ -210,7 +213,8 @@ impl Limiter {
             tokens_window: window(&draws, &levels, Kind::Tokens),
             tokens: draws.into_iter().filter(|d| d.kind == Kind::Tokens).collect(),
             budgets: Vec::new(),
-            shared,
+            tokens_shared: shared,
+            budgets_shared: false,
         };
         if let Some(account) = subject.account {
             let amount = (cost_usd.max(0.0) * NANOS_PER_USD).round() as i64;
@@ -282,13 +286,12 @@ impl Limiter {
                     .collect();
                 match redis.reserve(&args).await {
                     Ok(result) => {
-                        reservation.shared = true;
+                        reservation.budgets_shared = true;
                         result.err().map(|(index, _)| index)
                     }
                     Err(error) => {
                         self.metrics.backend_errors.inc();
                         tracing::warn!(%error, "budgets fall back to this process's ledgers");
-                        reservation.shared = false;
                         reserve_local(&ledgers, amount)
                     }
                 }
@@ -367,21 +370,27 @@ impl Reservation {
             return;
         }
         let limiter = self.limiter.clone();
-        if !self.shared {
+        if !self.tokens_shared {
             limiter.local.give_back(&refunds);
+        }
+        if !self.budgets_shared {
             for ((_, delta), (_, _, ledger)) in budgets.iter().zip(&self.budgets) {
                 *ledger.lock().unwrap_or_else(|e| e.into_inner()) += delta;
             }
+        }
+        if !self.tokens_shared && !self.budgets_shared {
             return;
         }
+        let (tokens_shared, budgets_shared) = (self.tokens_shared, self.budgets_shared);
         tokio::spawn(async move {
             let Some(redis) = &limiter.redis else { return };
-            if !refunds.is_empty()
+            if tokens_shared
+                && !refunds.is_empty()
                 && let Err(error) = redis.give_back(&refunds).await
             {
                 tracing::warn!(%error, "could not give unused tokens back to the shared limits");
             }
-            for (name, delta) in budgets {
+            for (name, delta) in budgets.into_iter().filter(|_| budgets_shared) {
                 if let Err(error) = redis.adjust(&name, delta).await {
                     tracing::warn!(%error, "could not settle a budget reservation");
                 }
