@@ -126,3 +126,35 @@ async fn a_stream_cut_in_the_middle_is_not_retried() {
     assert_eq!(last["error"]["type"], "server_error");
     assert_eq!(upstream.calls(), 1);
 }
+
+/// A provider's own connect timeout: an upstream whose accept queue is full never completes the
+/// handshake, and the call fails as unreachable after that timeout, not the first-byte one.
+#[tokio::test]
+async fn a_providers_connect_timeout_bounds_the_handshake() {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Fill the accept queue (never accepted): further handshakes are not answered.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await
+        {
+            held.push(stream);
+        }
+    }
+    let upstream = FakeUpstream::start().await;
+    let extra = format!(
+        "[providers.silent]\nkind = \"openai_compatible\"\nbase_url = \"http://{addr}/v1\"\nconnect_timeout_secs = 0.2\n[models.silent]\nprovider = \"silent\"\nretry = {{ attempts = 1 }}\ntimeouts = {{ first_byte_secs = 60 }}\n"
+    );
+    let gateway = TestGateway::start_with(&config_for(&upstream, &extra)).await;
+    let response =
+        tokio::time::timeout(Duration::from_secs(5), gateway.post("/v1/chat/completions", chat_body("silent", "hi")))
+            .await
+            .expect("the provider's 0.2 s connect timeout ends the call, long before the 10 s default");
+    assert_eq!(response.status(), 502);
+    let error = json(response).await["error"].clone();
+    assert_eq!(error["code"], "upstream_unreachable", "{error}");
+    drop((held, listener));
+}

@@ -237,6 +237,9 @@ fn cross_check(config: &Config, problems: &mut Vec<String>) {
             }
             _ => {}
         }
+        if provider.connect_timeout_secs.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
+            problems.push(format!("`providers.{name}.connect_timeout_secs` must be a number of seconds above 0"));
+        }
         for (header, value) in &provider.headers {
             if http::HeaderName::try_from(header.as_str()).is_err()
                 || http::HeaderValue::try_from(value.as_str()).is_err()

@@ -43,6 +43,9 @@ pub struct ProviderConfig {
     /// Vertex AI: path to a service-account JSON key (default: `GOOGLE_APPLICATION_CREDENTIALS`).
     #[serde(default)]
     pub credentials_file: Option<String>,
+    /// How long connecting to this provider may take (default `server.connect_timeout_secs`).
+    #[serde(default)]
+    pub connect_timeout_secs: Option<f64>,
     /// Requests per minute sent to this provider, all models and callers together (unset: no limit).
     #[serde(default)]
     pub rpm_limit: Option<i64>,
@@ -68,6 +71,7 @@ impl ProviderConfig {
             project: None,
             location: None,
             credentials_file: None,
+            connect_timeout_secs: None,
             rpm_limit: None,
             tpm_limit: None,
         }

@@ -26,7 +26,7 @@ impl Default for RetryConfig {
 }
 
 /// `[timeouts]` (and `[models.NAME.timeouts]`): how long an upstream call may take. The connect
-/// timeout is the HTTP client's (`server.connect_timeout_secs`).
+/// timeout is the HTTP client's: `server.connect_timeout_secs`, or `providers.NAME.connect_timeout_secs`.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
 #[serde(default)]
 pub struct TimeoutConfig {

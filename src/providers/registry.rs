@@ -15,12 +15,16 @@ pub struct Registry {
 
 impl Registry {
     pub fn from_config(config: &Config) -> Result<Self, reqwest::Error> {
-        let client = http_client(Duration::from_secs(config.server.connect_timeout_secs))?;
-        let providers = config
-            .providers
-            .iter()
-            .map(|(name, provider)| (name.clone(), build(name, provider, client.clone())))
-            .collect();
+        let shared = http_client(Duration::from_secs(config.server.connect_timeout_secs))?;
+        let mut providers = BTreeMap::new();
+        for (name, provider) in &config.providers {
+            // A provider with its own connect timeout gets its own connection pool.
+            let client = match provider.connect_timeout_secs {
+                Some(secs) => http_client(Duration::from_secs_f64(secs))?,
+                None => shared.clone(),
+            };
+            providers.insert(name.clone(), build(name, provider, client));
+        }
         Ok(Self { providers })
     }
 

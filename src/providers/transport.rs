@@ -33,10 +33,13 @@ pub async fn post_json(
 
 /// A reqwest failure as a `ProviderError`, without the URL (it may name an internal host).
 pub fn transport_error(provider: &str, error: &reqwest::Error) -> ProviderError {
-    if error.is_timeout() {
+    // A connect timeout is a connection failure (the upstream never answered the handshake).
+    if error.is_timeout() && !error.is_connect() {
         return ProviderError::Timeout { provider: provider.to_owned() };
     }
-    let detail = if error.is_connect() {
+    let detail = if error.is_connect() && error.is_timeout() {
+        "connecting timed out".to_owned()
+    } else if error.is_connect() {
         "connection failed".to_owned()
     } else if error.is_body() || error.is_decode() {
         "the connection broke while reading the answer".to_owned()
