@@ -357,3 +357,20 @@ async fn router_export_writes_rated_requests_as_training_data() {
         .unwrap();
     assert!(String::from_utf8_lossy(&later.stdout).contains("wrote 0 rows"));
 }
+
+/// `request_log.retention_days`: rows older than the retention go, with their feedback; newer stay.
+#[tokio::test]
+async fn the_request_log_keeps_rows_for_its_retention() {
+    let upstream = FakeUpstream::start().await;
+    let gateway = TestGateway::start(&upstream).await;
+    let answered = gateway.post("/v1/chat/completions", chat_body("mini", "hi")).await;
+    let id = answered.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert_eq!(gateway.post("/v1/feedback", json!({"request_id": id, "score": 1})).await.status(), 200);
+    let config = cherrypick::config::StoreConfig { data_dir: gateway.data_dir.path().to_owned(), ..Default::default() };
+    let store = cherrypick::store::Store::open(&config).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert_eq!(store.delete_log_before(now - 86_400_000).await.unwrap(), 0, "a day old: kept");
+    assert_eq!(store.delete_log_before(now + 1_000).await.unwrap(), 1);
+    let mut out = Vec::new();
+    assert_eq!(store.export_feedback(0, &mut out).await.unwrap().rows, 0, "its feedback went with it");
+}

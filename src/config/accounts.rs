@@ -75,10 +75,22 @@ pub struct RequestLogConfig {
     /// Keep the prompt text (system prompt and last user message) with each row, for `router
     /// export`. Off by default: prompts often hold personal data.
     pub log_prompts: bool,
+    /// Rows (and their feedback) older than this many days are deleted, hourly. Unset: kept.
+    /// Budgets read spend from the log, so keep at least one budget period (a `total` budget
+    /// counts only what is kept).
+    pub retention_days: Option<u32>,
 }
 
 impl Default for RequestLogConfig {
     fn default() -> Self {
-        Self { enabled: true, batch_size: 500, flush_ms: 200, queue: 65_536, spool_dir: None, log_prompts: false }
+        Self {
+            enabled: true,
+            batch_size: 500,
+            flush_ms: 200,
+            queue: 65_536,
+            spool_dir: None,
+            log_prompts: false,
+            retention_days: None,
+        }
     }
 }

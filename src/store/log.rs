@@ -90,6 +90,9 @@ impl RequestLog {
             batch: config.batch_size.clamp(1, 1_000),
             every: Duration::from_millis(config.flush_ms.max(1)),
         };
+        if let Some(days) = config.retention_days.filter(|d| *d > 0) {
+            tokio::spawn(expire(writer.store.clone(), days));
+        }
         tokio::spawn(writer.run(rx));
         Self { tx, spool, metrics, log_prompts: config.log_prompts }
     }
@@ -197,6 +200,20 @@ impl Writer {
         }
         let (spool, left, metrics) = (self.spool.clone(), rest.to_vec(), self.metrics.clone());
         let _ = tokio::task::spawn_blocking(move || spool.finish_replay(&left, &metrics)).await;
+    }
+}
+
+/// Deletes rows older than `days`, at start and then hourly.
+async fn expire(store: Arc<Store>, days: u32) {
+    let mut every = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        every.tick().await;
+        let cutoff = crate::db::unix_now_ms() - i64::from(days) * 86_400_000;
+        match store.delete_log_before(cutoff).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, days, "request log: deleted rows past the retention"),
+            Err(error) => tracing::warn!(%error, "request log: could not delete old rows"),
+        }
     }
 }
 

@@ -373,4 +373,15 @@ impl Store {
         .await?;
         Ok(true)
     }
+
+    /// Deletes request-log rows older than `cutoff_ms` and the feedback on them; returns the rows.
+    pub async fn delete_log_before(&self, cutoff_ms: i64) -> Result<u64, StoreError> {
+        let pool = self.pool().await?;
+        sqlx::query("DELETE FROM feedback WHERE request_id IN (SELECT id FROM request_log WHERE created_at < $1)")
+            .bind(cutoff_ms)
+            .execute(pool)
+            .await?;
+        let done = sqlx::query("DELETE FROM request_log WHERE created_at < $1").bind(cutoff_ms).execute(pool).await?;
+        Ok(done.rows_affected())
+    }
 }
