@@ -57,6 +57,9 @@ pub struct ServerConfig {
     /// Interval of SSE keep-alive comments while a stream is idle.
     pub sse_keep_alive_secs: u64,
     pub connect_timeout_secs: u64,
+    /// Connections the kernel queues before the gateway accepts them (capped by
+    /// `net.core.somaxconn`); bursts of new connections beyond it are dropped and retried late.
+    pub backlog: u32,
     /// Tokio worker threads; defaults to the number of cores.
     pub worker_threads: Option<usize>,
 }
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             shutdown_grace_secs: 30,
             sse_keep_alive_secs: 15,
             connect_timeout_secs: 10,
+            backlog: 4096,
             worker_threads: None,
         }
     }

@@ -4,7 +4,7 @@
 //! flushes what is queued.
 
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Store, StoreError};
-use crate::config::RequestLogConfig;
+use crate::config::{RequestLogConfig, StoreConfig};
 use crate::telemetry::RequestLogMetrics;
 
 const COLUMNS: &[&str] = &[
@@ -78,23 +78,42 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    /// Starts the writer task (inside a tokio runtime).
-    pub fn start(store: Arc<Store>, config: &RequestLogConfig, data_dir: &Path, metrics: RequestLogMetrics) -> Self {
+    /// Starts the writer on a thread of its own, with its own runtime and connection pool: building
+    /// and encoding a batch insert takes a fraction of a millisecond of CPU, which on a request
+    /// worker shows up in the answers' p99 (measured at 2,000 req/s).
+    pub fn start(
+        store: &StoreConfig,
+        config: &RequestLogConfig,
+        metrics: RequestLogMetrics,
+    ) -> Result<Self, StoreError> {
         let (tx, rx) = mpsc::channel(config.queue.max(1));
-        let dir = config.spool_dir.clone().unwrap_or_else(|| data_dir.join("spool"));
+        let dir = config.spool_dir.clone().unwrap_or_else(|| store.data_dir.join("spool"));
         let spool = Arc::new(Spool::new(dir));
         let writer = Writer {
-            store,
+            store: Arc::new(Store::open(store)?),
             spool: spool.clone(),
             metrics: metrics.clone(),
             batch: config.batch_size.clamp(1, 1_000),
             every: Duration::from_millis(config.flush_ms.max(1)),
         };
-        if let Some(days) = config.retention_days.filter(|d| *d > 0) {
-            tokio::spawn(expire(writer.store.clone(), days));
-        }
-        tokio::spawn(writer.run(rx));
-        Self { tx, spool, metrics, log_prompts: config.log_prompts }
+        let retention = config.retention_days.filter(|d| *d > 0);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Unavailable(format!("request log runtime: {e}")))?;
+        std::thread::Builder::new()
+            .name("request-log".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    if let Some(days) = retention {
+                        tokio::spawn(expire(writer.store.clone(), days));
+                    }
+                    // Ends when every handle is gone (the gateway shut down), after a last write.
+                    writer.run(rx).await;
+                });
+            })
+            .map_err(|e| StoreError::Unavailable(format!("request log thread: {e}")))?;
+        Ok(Self { tx, spool, metrics, log_prompts: config.log_prompts })
     }
 
     /// Queues a row; with the queue full it goes to the spool file instead (off the worker thread).
