@@ -65,6 +65,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 }
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    // GPU memory (with the `nvml` feature) is read through blocking driver calls.
+    if cfg!(feature = "nvml") {
+        let metrics = state.metrics.clone();
+        let _ = tokio::task::spawn_blocking(move || metrics.refresh_sampled()).await;
+    }
     // Pool sizes are read when scraped: nothing to update on the request path.
     let pools = [
         ("store", Some(state.store.database().connections())),

@@ -32,6 +32,8 @@ pub struct Metrics {
     /// SQL pool connections, by pool (cache, store) and state (idle, active); set at scrape time.
     pub db_connections: IntGaugeVec,
     pub request_log: RequestLogMetrics,
+    #[cfg(feature = "nvml")]
+    gpu: super::gpu::GpuMemory,
 }
 
 /// Rate limits and budgets: refusals by scope, and failures of the shared (Redis) counters.
@@ -336,6 +338,16 @@ impl Metrics {
         {
             registry.register(collector).expect("metric names are unique");
         }
+        #[cfg(feature = "nvml")]
+        let gpu = {
+            let gauge = IntGaugeVec::new(
+                Opts::new(names::GPU_MEMORY_BYTES, "GPU 0 memory: used, total, and this process's (process)"),
+                &["state"],
+            )
+            .expect("valid metric");
+            registry.register(Box::new(gauge.clone())).expect("metric names are unique");
+            super::gpu::GpuMemory::new(gauge)
+        };
         #[cfg(target_os = "linux")]
         registry
             .register(Box::new(prometheus::process_collector::ProcessCollector::new(
@@ -362,7 +374,16 @@ impl Metrics {
             auth_failures,
             db_connections,
             request_log,
+            #[cfg(feature = "nvml")]
+            gpu,
         }
+    }
+
+    /// Reads values that are sampled rather than counted (GPU memory); blocking, call off the
+    /// request workers.
+    pub fn refresh_sampled(&self) {
+        #[cfg(feature = "nvml")]
+        self.gpu.refresh();
     }
 
     pub fn for_model(&self, model: &str, provider: &str) -> ModelMetrics {

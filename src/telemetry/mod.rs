@@ -1,5 +1,7 @@
 //! Telemetry: the Prometheus registry and metric names, and the log subscriber.
 
+#[cfg(feature = "nvml")]
+mod gpu;
 mod logging;
 mod metrics;
 pub mod names;
