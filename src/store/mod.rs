@@ -104,10 +104,25 @@ impl Store {
 
     /// The pool, with the schema migrated (retried on each call until it succeeds once).
     pub async fn pool(&self) -> Result<&sqlx::AnyPool, StoreError> {
-        self.migrated
-            .get_or_try_init(|| async { self.db.migrate().await.map_err(|e| StoreError::Unavailable(e.to_string())) })
-            .await?;
+        self.migrated.get_or_try_init(|| self.migrate()).await?;
         Ok(&self.db.pool)
+    }
+
+    /// Runs the migrations, trying again briefly: the request log's writer has a pool of its own on
+    /// the same database, and two first uses at once race to record the same version (PostgreSQL
+    /// serialises them with a lock; SQLite has none, so the loser sees a duplicate version).
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        loop {
+            match self.db.migrate().await {
+                Ok(()) => return Ok(()),
+                Err(_) if attempt < 3 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+                }
+                Err(error) => return Err(StoreError::Unavailable(error.to_string())),
+            }
+        }
     }
 
     pub fn database(&self) -> &Database {
