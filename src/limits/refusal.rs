@@ -71,7 +71,7 @@ mod tests {
     fn denial_names_the_limit_and_when_to_retry() {
         let draw = Draw { scope: Scope::Team, kind: Kind::Tokens, bucket: "t".into(), limit: 600, amount: 30 };
         let denied = Denied::new(0, &draw, 10.0);
-        assert_eq!(denied.retry_after, Duration::from_secs(2));
+        assert_eq!(denied.retry_after, std::time::Duration::from_secs(2));
         let error = rate_limited(&denied, &draw);
         assert_eq!(error.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(error.kind, "tokens");
