@@ -189,7 +189,10 @@ impl Writer {
         if rows.is_empty() {
             return true;
         }
-        match insert(&self.store, &rows).await {
+        let started = std::time::Instant::now();
+        let written = insert(&self.store, &rows).await;
+        self.metrics.write_seconds.observe(started.elapsed().as_secs_f64());
+        match written {
             Ok(()) => {
                 self.metrics.rows.with_label_values(&["written"]).inc_by(rows.len() as u64);
                 true

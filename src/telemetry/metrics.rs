@@ -86,6 +86,8 @@ impl Default for LimitMetrics {
 pub struct RequestLogMetrics {
     pub rows: IntCounterVec,
     pub queue_depth: IntGauge,
+    /// One batch insert (or one replayed batch), to tune `request_log.batch_size`.
+    pub write_seconds: Histogram,
 }
 
 impl RequestLogMetrics {
@@ -98,6 +100,11 @@ impl RequestLogMetrics {
             .expect("valid metric"),
             queue_depth: IntGauge::new(names::REQUEST_LOG_QUEUE_DEPTH, "Request log rows waiting to be written")
                 .expect("valid metric"),
+            write_seconds: Histogram::with_opts(
+                HistogramOpts::new(names::REQUEST_LOG_WRITE_SECONDS, "Time to write one batch of request log rows")
+                    .buckets(CACHE_BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
         }
     }
 }
@@ -330,6 +337,7 @@ impl Metrics {
             Box::new(db_connections.clone()),
             Box::new(request_log.rows.clone()),
             Box::new(request_log.queue_depth.clone()),
+            Box::new(request_log.write_seconds.clone()),
         ]
         .into_iter()
         .chain(router.collectors())

@@ -32,4 +32,5 @@ pub const AUTH_FAILURES_TOTAL: &str = "cherrypick_auth_failures_total";
 pub const DB_CONNECTIONS: &str = "cherrypick_db_connections";
 pub const REQUEST_LOG_ROWS_TOTAL: &str = "cherrypick_request_log_rows_total";
 pub const REQUEST_LOG_QUEUE_DEPTH: &str = "cherrypick_request_log_queue_depth";
+pub const REQUEST_LOG_WRITE_SECONDS: &str = "cherrypick_request_log_write_seconds";
 pub const GPU_MEMORY_BYTES: &str = "cherrypick_gpu_memory_bytes";
