@@ -239,11 +239,32 @@ async fn expire(store: Arc<Store>, days: u32) {
     }
 }
 
-/// One multi-row insert; rows already present (a replay after a partial failure) are skipped.
+/// Writes a batch; rows already present (a replay after a partial failure) are skipped. PostgreSQL
+/// gets one multi-row insert (one round trip). SQLite gets one transaction of single-row inserts
+/// through one cached prepared statement: a multi-row statement of a new size each time costs
+/// SQLite a fresh parse of thousands of parameters (measured: 27 µs of CPU a row, against a few).
 async fn insert(store: &Store, rows: &[LogRow]) -> Result<(), StoreError> {
     let pool = store.pool().await?;
+    if store.database().dialect == crate::db::Dialect::Sqlite {
+        let mut tx = pool.begin().await?;
+        for row in rows {
+            bind(sqlx::query(sqlx::AssertSqlSafe(insert_sql(1))), row).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        return Ok(());
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(insert_sql(rows.len())));
+    for row in rows {
+        query = bind(query, row);
+    }
+    query.execute(pool).await?;
+    Ok(())
+}
+
+/// `INSERT ... VALUES (...), (...) ON CONFLICT (id) DO NOTHING` for `rows` rows.
+fn insert_sql(rows: usize) -> String {
     let mut sql = format!("INSERT INTO request_log ({}) VALUES ", COLUMNS.join(", "));
-    for (r, _) in rows.iter().enumerate() {
+    for r in 0..rows {
         sql.push_str(if r == 0 { "(" } else { ", (" });
         for c in 0..COLUMNS.len() {
             if c > 0 {
@@ -254,30 +275,31 @@ async fn insert(store: &Store, rows: &[LogRow]) -> Result<(), StoreError> {
         sql.push(')');
     }
     sql.push_str(" ON CONFLICT (id) DO NOTHING");
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for row in rows {
-        query = query
-            .bind(row.id.clone())
-            .bind(row.created_at)
-            .bind(row.key_id.clone())
-            .bind(row.team_id.clone())
-            .bind(row.endpoint.clone())
-            .bind(row.requested_model.clone())
-            .bind(row.model.clone())
-            .bind(row.provider.clone())
-            .bind(i32::from(row.status))
-            .bind(row.latency_ms)
-            .bind(row.ttft_ms)
-            .bind(row.prompt_tokens as i64)
-            .bind(row.completion_tokens as i64)
-            .bind(row.cost_usd)
-            .bind(row.cache.clone())
-            .bind(row.router_scores.clone())
-            .bind(row.error_kind.clone())
-            .bind(row.prompt.clone());
-    }
-    query.execute(pool).await?;
-    Ok(())
+    sql
+}
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+fn bind<'q>(query: Query<'q>, row: &LogRow) -> Query<'q> {
+    query
+        .bind(row.id.clone())
+        .bind(row.created_at)
+        .bind(row.key_id.clone())
+        .bind(row.team_id.clone())
+        .bind(row.endpoint.clone())
+        .bind(row.requested_model.clone())
+        .bind(row.model.clone())
+        .bind(row.provider.clone())
+        .bind(i32::from(row.status))
+        .bind(row.latency_ms)
+        .bind(row.ttft_ms)
+        .bind(row.prompt_tokens as i64)
+        .bind(row.completion_tokens as i64)
+        .bind(row.cost_usd)
+        .bind(row.cache.clone())
+        .bind(row.router_scores.clone())
+        .bind(row.error_kind.clone())
+        .bind(row.prompt.clone())
 }
 
 /// Rows waiting for the database, as JSON lines. `spool.jsonl` takes new rows; a replay first
