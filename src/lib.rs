@@ -11,6 +11,7 @@ pub mod limits;
 pub mod memory;
 pub mod openai;
 pub mod providers;
+pub mod redis_client;
 pub mod router;
 pub mod server;
 pub mod store;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use fred::prelude::{Builder, Client, ClientLike, Config, ReconnectPolicy};
+use fred::prelude::{Client, ClientLike};
 use fred::types::scripts::Script;
 
 use super::{Denied, Draw, LimitError};
@@ -98,17 +98,7 @@ fn unavailable(error: fred::error::Error) -> LimitError {
 
 impl RedisCounters {
     pub fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Self, LimitError> {
-        let config = Config::from_url(url).map_err(|e| LimitError::Config(format!("limits.redis_url: {e}")))?;
-        let client = Builder::from_config(config)
-            .with_connection_config(|c| {
-                c.connection_timeout = timeout.max(Duration::from_millis(500));
-                c.internal_command_timeout = timeout.max(Duration::from_millis(500));
-            })
-            .with_performance_config(|p| p.default_command_timeout = timeout)
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-            .build()
-            .map_err(|e| LimitError::Config(format!("limits.redis_url: {e}")))?;
-        client.connect();
+        let client = crate::redis_client::connect(url, timeout, "limits.redis_url").map_err(LimitError::Config)?;
         Ok(Self {
             client,
             prefix: prefix.to_owned(),

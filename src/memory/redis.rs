@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use fred::prelude::{Builder, Client, ClientLike, Config, Expiration, KeysInterface, ReconnectPolicy};
+use fred::prelude::{Client, Expiration, KeysInterface};
 
 use super::entry::{compress, decompress};
 use super::tier::Tier;
@@ -21,18 +21,7 @@ impl L2 {
     /// Builds the client and starts connecting in the background: a Redis that is down at start
     /// does not hold the gateway up.
     pub fn connect(url: &str, prefix: &str, timeout: Duration) -> Result<Self, MemoryError> {
-        let config = Config::from_url(url).map_err(|e| MemoryError::Config(format!("cache.l2.url: {e}")))?;
-        let client = Builder::from_config(config)
-            .with_connection_config(|c| {
-                c.connection_timeout = timeout.max(Duration::from_millis(500));
-                c.internal_command_timeout = timeout.max(Duration::from_millis(500));
-            })
-            .with_performance_config(|p| p.default_command_timeout = timeout)
-            // Retry forever, 100 ms to 5 s apart.
-            .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
-            .build()
-            .map_err(|e| MemoryError::Config(format!("cache.l2.url: {e}")))?;
-        client.connect();
+        let client = crate::redis_client::connect(url, timeout, "cache.l2.url").map_err(MemoryError::Config)?;
         Ok(Self { client, prefix: prefix.to_owned() })
     }
 
