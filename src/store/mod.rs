@@ -71,6 +71,33 @@ pub fn key_digest(key: &[u8]) -> [u8; 32] {
     Sha256::digest(key).into()
 }
 
+type Query<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>;
+
+/// Binds a team's columns as $1..$6: id, name, rpm_limit, tpm_limit, budget_usd, budget_period.
+fn bind_team<'q>(query: Query<'q>, team: &Team) -> Query<'q> {
+    query
+        .bind(team.id.clone())
+        .bind(team.name.clone())
+        .bind(team.limits.rpm_limit)
+        .bind(team.limits.tpm_limit)
+        .bind(team.limits.budget_usd)
+        .bind(team.limits.budget_period.as_str())
+}
+
+/// Binds a key's columns as $1..$8: id, name, team_id, models, rpm_limit, tpm_limit, budget_usd,
+/// budget_period.
+fn bind_key<'q>(query: Query<'q>, key: &KeyInfo) -> Query<'q> {
+    query
+        .bind(key.id.clone())
+        .bind(key.name.clone())
+        .bind(key.team_id.clone())
+        .bind(key.models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()))
+        .bind(key.limits.rpm_limit)
+        .bind(key.limits.tpm_limit)
+        .bind(key.limits.budget_usd)
+        .bind(key.limits.budget_period.as_str())
+}
+
 fn invalid(field: &'static str, message: String) -> StoreError {
     StoreError::Invalid { field, message }
 }
@@ -164,20 +191,11 @@ impl Store {
         };
         check_limits(&team.limits)?;
         let pool = self.pool().await?;
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO teams (id, name, rpm_limit, tpm_limit, budget_usd, budget_period, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&team.id)
-        .bind(&team.name)
-        .bind(team.limits.rpm_limit)
-        .bind(team.limits.tpm_limit)
-        .bind(team.limits.budget_usd)
-        .bind(team.limits.budget_period.as_str())
-        .bind(team.created_at)
-        .execute(pool)
-        .await
-        .map_err(|e| match StoreError::from(e) {
+        );
+        bind_team(query, &team).bind(team.created_at).execute(pool).await.map_err(|e| match StoreError::from(e) {
             StoreError::Conflict(_) => StoreError::Conflict(format!("a team named `{}` exists", team.name)),
             other => other,
         })?;
@@ -214,18 +232,11 @@ impl Store {
         }
         team.limits.apply(&patch);
         check_limits(&team.limits)?;
-        sqlx::query(
+        let query = sqlx::query(
             "UPDATE teams SET name = $2, rpm_limit = $3, tpm_limit = $4, budget_usd = $5, budget_period = $6 \
              WHERE id = $1",
-        )
-        .bind(&team.id)
-        .bind(&team.name)
-        .bind(team.limits.rpm_limit)
-        .bind(team.limits.tpm_limit)
-        .bind(team.limits.budget_usd)
-        .bind(team.limits.budget_period.as_str())
-        .execute(self.pool().await?)
-        .await?;
+        );
+        bind_team(query, &team).execute(self.pool().await?).await?;
         self.accounts.invalidate_all();
         Ok(team)
     }
@@ -256,23 +267,16 @@ impl Store {
             self.team(team).await.map_err(|_| invalid("team_id", format!("no team has the id `{team}`")))?;
         }
         let pool = self.pool().await?;
-        sqlx::query(
-            "INSERT INTO virtual_keys (id, key_hash, key_hint, name, team_id, models, rpm_limit, tpm_limit, \
-             budget_usd, budget_period, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&info.id)
-        .bind(key_digest(key.as_bytes()).as_slice())
-        .bind(&info.key_hint)
-        .bind(&info.name)
-        .bind(info.team_id.as_deref())
-        .bind(info.models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()))
-        .bind(info.limits.rpm_limit)
-        .bind(info.limits.tpm_limit)
-        .bind(info.limits.budget_usd)
-        .bind(info.limits.budget_period.as_str())
-        .bind(info.created_at)
-        .execute(pool)
-        .await?;
+        let query = sqlx::query(
+            "INSERT INTO virtual_keys (id, name, team_id, models, rpm_limit, tpm_limit, budget_usd, budget_period, \
+             key_hash, key_hint, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        );
+        bind_key(query, &info)
+            .bind(key_digest(key.as_bytes()).as_slice())
+            .bind(&info.key_hint)
+            .bind(info.created_at)
+            .execute(pool)
+            .await?;
         Ok(CreatedKey { key, info })
     }
 
@@ -313,20 +317,11 @@ impl Store {
         }
         key.limits.apply(&patch);
         check_limits(&key.limits)?;
-        sqlx::query(
+        let query = sqlx::query(
             "UPDATE virtual_keys SET name = $2, team_id = $3, models = $4, rpm_limit = $5, tpm_limit = $6, \
              budget_usd = $7, budget_period = $8 WHERE id = $1",
-        )
-        .bind(&key.id)
-        .bind(&key.name)
-        .bind(key.team_id.as_deref())
-        .bind(key.models.as_ref().map(|m| serde_json::to_string(m).unwrap_or_default()))
-        .bind(key.limits.rpm_limit)
-        .bind(key.limits.tpm_limit)
-        .bind(key.limits.budget_usd)
-        .bind(key.limits.budget_period.as_str())
-        .execute(self.pool().await?)
-        .await?;
+        );
+        bind_key(query, &key).execute(self.pool().await?).await?;
         self.accounts.invalidate_all();
         Ok(key)
     }
