@@ -8,13 +8,15 @@
 //! - activations stay 2-D `(tokens, hidden)` between layers (no per-layer reshapes or copies);
 //! - GELU is the exact-erf GELU evaluated with a branch-free rational erf that the compiler
 //!   vectorises (candle's scalar erf path costs about 5 ns an element);
-//! - softmax and layer norm use candle-nn's fused single-pass kernels;
+//! - on the CPU, attention runs in one pass per head straight from the fused QKV output
+//!   ([`super::attention`]): no head transposes, no score tensor, a vectorised `exp`;
+//! - layer norm uses candle-nn's fused single-pass kernel;
 //! - a batch without padding skips the attention mask.
 
 use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Module, Shape, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use super::small_matmul;
+use super::{attention, small_matmul};
 use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
 
 /// A dense layer with its weight stored `(in, out)`.
@@ -138,25 +140,25 @@ impl Bert {
         let positions = if batch == 1 { positions } else { positions.repeat((batch, 1))? };
         let x = self.word.index_select(&ids, 0)?.add(&positions)?.broadcast_add(&self.token_type)?;
         let mut x = self.embedding_norm.forward(&x)?;
-        // Padding gets a large negative score so softmax gives it no weight; a batch without
-        // padding needs no mask at all.
-        let bias = if mask.contains(&0) {
-            let values: Vec<f32> = mask.iter().map(|&m| if m == 0 { -1e30 } else { 0.0 }).collect();
-            Some(Tensor::from_vec(values, (batch, 1, 1, len), &self.device)?)
-        } else {
-            None
-        };
-        let scale = 1.0 / (self.head_dim as f64).sqrt();
-        for layer in &self.layers {
-            let qkv = layer.qkv.forward(&x)?.reshape((batch, len, 3, self.heads, self.head_dim))?;
-            let part = |k: usize| qkv.narrow(2, k, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous();
-            let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-            let mut scores = (q.matmul(&k.t()?)? * scale)?;
-            if let Some(bias) = &bias {
-                scores = scores.broadcast_add(bias)?;
+        let shape = attention::Heads { batch, len, heads: self.heads, head_dim: self.head_dim };
+        // A batch without padding needs no mask at all. Off the CPU, padding gets a large negative
+        // score so softmax gives it no weight.
+        let padded = mask.contains(&0).then_some(mask);
+        let bias = match padded {
+            Some(mask) if !self.device.is_cpu() => {
+                let values: Vec<f32> = mask.iter().map(|&m| if m == 0 { -1e30 } else { 0.0 }).collect();
+                Some(Tensor::from_vec(values, (batch, 1, 1, len), &self.device)?)
             }
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let context = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((batch * len, self.hidden))?;
+            _ => None,
+        };
+        for layer in &self.layers {
+            let qkv = layer.qkv.forward(&x)?;
+            let context = if self.device.is_cpu() {
+                let values = with_cpu_values(&qkv, |qkv| attention::attention(qkv, padded, shape))?;
+                Tensor::from_vec(values, (batch * len, self.hidden), &self.device)?
+            } else {
+                self.attention_tensors(&qkv, bias.as_ref(), shape)?
+            };
             let attended = layer.attention_out.forward(&context)?;
             x = layer.attention_norm.forward(&(attended + &x)?)?;
             let up = layer.up.forward(&x)?;
@@ -170,6 +172,38 @@ impl Bert {
         }
         x.reshape((batch, len, self.hidden))
     }
+}
+
+impl Bert {
+    /// Attention as tensor operations, for devices other than the CPU.
+    fn attention_tensors(
+        &self,
+        qkv: &Tensor,
+        bias: Option<&Tensor>,
+        shape: attention::Heads,
+    ) -> candle_core::Result<Tensor> {
+        let attention::Heads { batch, len, heads, head_dim } = shape;
+        let qkv = qkv.reshape((batch, len, 3, heads, head_dim))?;
+        let part = |k: usize| qkv.narrow(2, k, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous();
+        let (q, k, v) = (part(0)?, part(1)?, part(2)?);
+        let mut scores = (q.matmul(&k.t()?)? * (1.0 / (head_dim as f64).sqrt()))?;
+        if let Some(bias) = bias {
+            scores = scores.broadcast_add(bias)?;
+        }
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((batch * len, self.hidden))
+    }
+}
+
+/// Runs `f` over a CPU tensor's f32 values, without a copy when the tensor is contiguous.
+fn with_cpu_values<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (candle_core::Storage::Cpu(cpu), Some((start, end))) = (&*storage, layout.contiguous_offsets()) {
+            return Ok(f(&cpu.as_slice::<f32>()?[start..end]));
+        }
+    }
+    Ok(f(&t.flatten_all()?.to_vec1::<f32>()?))
 }
 
 /// Exact (erf) GELU: the fast kernel on the CPU, candle's own elsewhere.

@@ -4,6 +4,7 @@
 //! Request path: [`prompt`] picks the text → [`decide::Router`] queues it → the [`worker`] thread
 //! encodes and scores batches → [`utility`] picks the model. Offline: [`train`], [`evaluate`].
 
+pub mod attention;
 pub mod bert;
 pub mod data;
 mod decide;
