@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::gateway::Gateway;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Shared};
 use crate::store::Store;
 use crate::store::log::RequestLog;
 use crate::telemetry::Metrics;
@@ -51,7 +51,7 @@ impl Server {
             .transpose()?;
         let gateway = Arc::new(Gateway::new(config, metrics.clone(), Some(store.clone()))?);
         let draining = Arc::new(AtomicBool::new(false));
-        let state = AppState {
+        let state = AppState::new(Shared {
             gateway,
             metrics,
             store,
@@ -60,7 +60,7 @@ impl Server {
             max_body_bytes: config.server.max_body_bytes,
             keep_alive: Duration::from_secs(config.server.sse_keep_alive_secs.max(1)),
             draining: draining.clone(),
-        };
+        });
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let backlog = config.server.backlog;

@@ -15,7 +15,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post};
 
-pub use state::AppState;
+pub use state::{AppState, Shared};
 
 /// The whole application. Layers, outermost first:
 /// - `observe`: request id, metrics and the in-flight gauge, for every request including rejected ones;

@@ -51,6 +51,8 @@ pub struct Options {
     pub expansion_search: usize,
     /// HNSW build breadth: higher builds a better graph, slower.
     pub expansion_add: usize,
+    /// HNSW links per point: more find the nearest more often in tight clusters, more memory.
+    pub connectivity: usize,
     /// How the graph stores vectors.
     pub quantization: ScalarKind,
 }
@@ -62,6 +64,7 @@ impl Default for Options {
             exact_limit: 4096,
             expansion_search: 128,
             expansion_add: 64,
+            connectivity: 16,
             // i8 over unit vectors: a quarter of f32's memory, and the fastest search measured here.
             quantization: ScalarKind::I8,
         }
@@ -210,7 +213,7 @@ impl Embedded {
             // score must be a true cosine to compare against the threshold.
             metric: MetricKind::Cos,
             quantization: self.options.quantization,
-            connectivity: 16,
+            connectivity: self.options.connectivity,
             expansion_add: self.options.expansion_add,
             expansion_search: self.options.expansion_search,
             multi: false,
