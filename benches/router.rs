@@ -18,6 +18,10 @@ use cherrypick::router::worker::{BatchPolicy, WorkerHandle};
 use cherrypick::telemetry::Metrics;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
+// The gateway's allocator: the encoder's buffers are reused rather than mapped afresh each call.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn encoder_dir() -> PathBuf {
     std::env::var_os("CHERRYPICK_TEST_ENCODER").map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/cherrypick/models/all-MiniLM-L6-v2")
@@ -66,6 +70,28 @@ fn encode(c: &mut Criterion) {
     c.bench_function("tokenize/32", |b| b.iter(|| black_box(encoder.tokenize(&[text.as_str()]).unwrap())));
 }
 
+/// One dense layer through the packed kernel, the shapes of MiniLM's feed-forward up projection.
+fn dense(c: &mut Criterion) {
+    use cherrypick::router::small_matmul::{Packed, available, matmul_bias};
+    if !available() {
+        return;
+    }
+    let (k, n) = (384usize, 1536usize);
+    let w: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 / 7.0).collect();
+    let packed = Packed::new(&w, k, n);
+    let bias = vec![0.5f32; n];
+    let mut group = c.benchmark_group("dense");
+    group.sample_size(10).measurement_time(Duration::from_secs(2)).warm_up_time(Duration::from_secs(1));
+    for m in [32usize, 256, 1024] {
+        let x: Vec<f32> = (0..m * k).map(|i| (i % 5) as f32 / 5.0).collect();
+        group.throughput(Throughput::Elements((2 * m * k * n) as u64));
+        group.bench_function(BenchmarkId::new("384x1536", m), |b| {
+            b.iter(|| black_box(matmul_bias(&x, &packed, &bias, m)))
+        });
+    }
+    group.finish();
+}
+
 /// The forward pass alone, candle-transformers' `BertModel` against cherrypick's, same weights and
 /// inputs (token ids of "the" × len).
 fn forward_ab(c: &mut Criterion) {
@@ -82,7 +108,7 @@ fn forward_ab(c: &mut Criterion) {
     let fast = Bert::load(vars, &config).unwrap();
     let mut group = c.benchmark_group("forward");
     group.sample_size(10).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    for (batch, len) in [(1usize, 32usize), (1, 128), (8, 32), (32, 32)] {
+    for (batch, len) in [(1usize, 32usize), (1, 128), (1, 512), (8, 32), (32, 32)] {
         let ids = vec![1996u32; batch * len];
         let mask = vec![1u32; batch * len];
         let ids_t = Tensor::from_vec(ids.clone(), (batch, len), &Device::Cpu).unwrap();
@@ -157,5 +183,5 @@ fn worker(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, forward_ab, encode, static_tier, worker);
+criterion_group!(benches, forward_ab, dense, encode, static_tier, worker);
 criterion_main!(benches);

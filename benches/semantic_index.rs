@@ -59,12 +59,13 @@ fn main() {
     };
     let options = Options {
         dimensions: DIMS,
-        expansion_search: env("EF_SEARCH").unwrap_or(defaults.expansion_search),
+        expansion_search: defaults.expansion_search,
         expansion_add: env("EF_ADD").unwrap_or(defaults.expansion_add),
         connectivity: env("CONNECTIVITY").unwrap_or(defaults.connectivity),
         quantization,
         ..defaults
     };
+    let options_search = options.expansion_search;
     let index = Embedded::in_memory(options);
     let partition = Key([1; 32]);
     let started = Instant::now();
@@ -79,32 +80,55 @@ fn main() {
     let (bytes, points) = index.footprint();
 
     let queries = if benching { 2000 } else { 50 };
-    let mut latencies = Vec::with_capacity(queries);
-    let mut asked = Vec::with_capacity(queries * DIMS);
-    let mut found = Vec::with_capacity(queries);
-    for _ in 0..queries {
-        let base = rng.random_range(0..n);
-        let mut q: Vec<f32> =
-            vectors[base * DIMS..(base + 1) * DIMS].iter().zip(noise(&mut rng, 0.03)).map(|(v, e)| v + e).collect();
-        unit(&mut q);
-        let started = Instant::now();
-        let neighbour = index.nearest_local(&partition, &q).expect("a neighbour");
-        latencies.push(started.elapsed().as_secs_f64() * 1e6);
-        found.push(neighbour.answer.short() as usize);
-        asked.extend_from_slice(&q);
-    }
+    let asked: Vec<f32> = (0..queries)
+        .flat_map(|_| {
+            let base = rng.random_range(0..n);
+            let mut q: Vec<f32> =
+                vectors[base * DIMS..(base + 1) * DIMS].iter().zip(noise(&mut rng, 0.03)).map(|(v, e)| v + e).collect();
+            unit(&mut q);
+            q
+        })
+        .collect();
     let exact = exact_nearest(&asked, &vectors);
-    let agree = found.iter().zip(&exact).filter(|(f, e)| f == e).count();
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     println!("points: {points}");
     println!("build: {:.1} s ({:.0} inserts/s)", build.as_secs_f64(), n as f64 / build.as_secs_f64());
-    println!("lookup: p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs", pct(0.50), pct(0.99), pct(1.0));
-    println!("recall@1 vs exact: {:.4} ({agree}/{queries})", agree as f64 / queries as f64);
     println!(
         "bytes per entry: {:.0} (index, metadata and text; log on disk: {} per entry + text)",
         bytes as f64 / points as f64,
         72 + DIMS * 2 + 4
+    );
+    // `EF_SEARCH=64,96,128` measures each breadth over the same graph and queries.
+    let breadths: Vec<usize> = std::env::var("EF_SEARCH")
+        .ok()
+        .map(|v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![options_search]);
+    for breadth in breadths {
+        index.set_expansion_search(breadth);
+        measure(&index, &partition, &asked, &exact, breadth);
+    }
+}
+
+/// Lookup latency and recall@1 of `asked` against the exact answers.
+fn measure(index: &Embedded, partition: &Key, asked: &[f32], exact: &[usize], breadth: usize) {
+    let mut latencies = Vec::with_capacity(exact.len());
+    let mut found = Vec::with_capacity(exact.len());
+    for q in asked.chunks_exact(DIMS) {
+        let started = Instant::now();
+        let neighbour = index.nearest_local(partition, q).expect("a neighbour");
+        latencies.push(started.elapsed().as_secs_f64() * 1e6);
+        found.push(neighbour.answer.short() as usize);
+    }
+    let agree = found.iter().zip(exact).filter(|(f, e)| f == e).count();
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    println!(
+        "ef_search {breadth}: lookup p50 {:.0} µs, p99 {:.0} µs, max {:.0} µs; recall@1 vs exact {:.4} ({agree}/{})",
+        pct(0.50),
+        pct(0.99),
+        pct(1.0),
+        agree as f64 / exact.len() as f64,
+        exact.len()
     );
 }
 

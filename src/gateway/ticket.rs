@@ -36,7 +36,7 @@ impl Ticket {
     }
 
     pub fn logs_prompts(&self) -> bool {
-        self.log.as_ref().is_some_and(|l| l.log_prompts)
+        self.log.as_ref().is_some_and(RequestLog::log_prompts)
     }
 
     pub fn requested(&mut self, model: &str) {

@@ -55,8 +55,8 @@ impl Dense {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let m = x.dim(0)?;
         match &self.packed {
-            Some(packed) if m <= SMALL_ROWS && x.dtype() == DType::F32 => {
-                let y = small_matmul::matmul_bias(&x.flatten_all()?.to_vec1::<f32>()?, packed, &self.bias_values, m);
+            Some(packed) if (m <= SMALL_ROWS || small_matmul::avx512()) && x.dtype() == DType::F32 => {
+                let y = with_cpu_values(x, |x| small_matmul::matmul_bias(x, packed, &self.bias_values, m))?;
                 Tensor::from_vec(y, (m, packed.columns()), x.device())
             }
             _ => x.matmul(&self.weight)?.broadcast_add(&self.bias),
@@ -64,8 +64,9 @@ impl Dense {
     }
 }
 
-/// Up to this many rows (tokens in a batch) a dense layer uses the packed-weight kernel; above it,
-/// gemm (measured: `cargo bench --bench router -- forward`).
+/// Up to this many rows (tokens in a batch) a dense layer uses the packed-weight AVX2 kernel; above
+/// it, gemm (measured: `cargo bench --bench router -- forward`). With AVX-512 the packed kernel is
+/// used at every size: the gemm crate has no AVX-512 path on stable Rust.
 const SMALL_ROWS: usize = 256;
 
 struct Layer {

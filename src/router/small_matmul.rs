@@ -9,11 +9,47 @@
 const COLS: usize = 16;
 const ROWS: usize = 4;
 
+/// `out`'s data, shared by the tasks, each of which writes only its own columns.
+#[derive(Clone, Copy)]
+struct Columns(*mut f32);
+
+// SAFETY: tasks write disjoint column ranges of the buffer, which outlives them (rayon joins).
+unsafe impl Send for Columns {}
+unsafe impl Sync for Columns {}
+
+impl Columns {
+    /// The block whose first column is `column`, rows `stride` apart.
+    fn block(self, column: usize, stride: usize) -> Block {
+        // SAFETY: callers pass a column < stride, inside the buffer's first row.
+        Block { at: unsafe { self.0.add(column) }, stride }
+    }
+}
+
+/// A task's columns of `out`: row `i`, column `j` of the block is at `at + i * stride + j`.
+#[derive(Clone, Copy)]
+struct Block {
+    at: *mut f32,
+    stride: usize,
+}
+
 /// Whether the kernel can run here.
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether this CPU has AVX-512F, for the wider kernel (8 rows × 32 columns of `y` in registers).
+pub fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -51,45 +87,40 @@ impl Packed {
 
 /// `x[m × k] · w + bias`, row-major `m × n`. Panics unless [`available`].
 pub fn matmul_bias(x: &[f32], w: &Packed, bias: &[f32], m: usize) -> Vec<f32> {
+    multiply(x, w, bias, m, avx512())
+}
+
+fn multiply(x: &[f32], w: &Packed, bias: &[f32], m: usize, wide: bool) -> Vec<f32> {
     let (k, n) = (w.k, w.n);
     assert!(x.len() == m * k && bias.len() == n, "shapes");
     assert!(available(), "small_matmul needs AVX2 and FMA");
     let full = n / COLS * COLS;
-    // Each task computes a block of whole strips into its own buffer (`m × width`).
+    let mut out = vec![0f32; m * n];
+    // Each task computes a block of whole strips, straight into its columns of `out`.
     let strips = full / COLS;
     let tasks = rayon::current_num_threads().clamp(1, strips.max(1));
     let per_task = strips.div_ceil(tasks);
-    let blocks: Vec<(usize, Vec<f32>)> = {
+    let target = Columns(out.as_mut_ptr());
+    {
         use rayon::prelude::*;
-        (0..tasks)
-            .into_par_iter()
-            .map(|t| {
-                let first = (t * per_task).min(strips);
-                let last = ((t + 1) * per_task).min(strips);
-                let width = (last - first) * COLS;
-                let mut block = vec![0f32; m * width];
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: AVX2 and FMA were detected above; `kernel` stays inside the slices it is given.
-                unsafe {
-                    kernel(
-                        x,
-                        &w.strips[first * COLS * k..last * COLS * k],
-                        &bias[first * COLS..last * COLS],
-                        &mut block,
-                        m,
-                        k,
-                    )
-                };
-                (first * COLS, block)
-            })
-            .collect()
-    };
-    let mut out = vec![0f32; m * n];
-    for (start, block) in &blocks {
-        let width = block.len() / m.max(1);
-        for i in 0..m {
-            out[i * n + start..i * n + start + width].copy_from_slice(&block[i * width..(i + 1) * width]);
-        }
+        (0..tasks).into_par_iter().for_each(|t| {
+            let first = (t * per_task).min(strips);
+            let last = ((t + 1) * per_task).min(strips);
+            if first == last {
+                return;
+            }
+            let (strips, bias) = (&w.strips[first * COLS * k..last * COLS * k], &bias[first * COLS..last * COLS]);
+            let out = target.block(first * COLS, n);
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: `wide` only where AVX-512F was detected; the kernel writes only columns
+                // first * 16 .. last * 16 of `m` rows, which no other task writes.
+                unsafe { kernel_avx512(x, strips, bias, out, m, k) };
+            } else {
+                // SAFETY: AVX2 and FMA were detected above; as for the AVX-512 kernel.
+                unsafe { kernel(x, strips, bias, out, m, k) };
+            }
+        });
     }
     let tail = n - full;
     for i in 0..m {
@@ -107,14 +138,14 @@ pub fn matmul_bias(x: &[f32], w: &Packed, bias: &[f32], m: usize) -> Vec<f32> {
 /// `out[m × width] = x[m × k] · strips + bias`, `strips` holding `width / 16` packed strips.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel(x: &[f32], strips: &[f32], bias: &[f32], out: &mut [f32], m: usize, k: usize) {
+unsafe fn kernel(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: usize, k: usize) {
     use std::arch::x86_64::*;
     let width = bias.len();
-    debug_assert!(strips.len() == width * k && out.len() == m * width && x.len() == m * k);
+    debug_assert!(strips.len() == width * k && x.len() == m * k && width <= out.stride);
     // SAFETY: s * COLS + 16 <= width, so bias/out columns are in bounds; (s * k + kk) * COLS + 16 <=
-    // strips.len(); i + r < m and kk < k bound the x index; out rows are (i + r) * width + ...
+    // strips.len(); i + r < m and kk < k bound the x index; out rows are (i + r) * out.stride + ... within the block's columns.
     unsafe {
-        let (xp, sp, op, bp) = (x.as_ptr(), strips.as_ptr(), out.as_mut_ptr(), bias.as_ptr());
+        let (xp, sp, op, bp) = (x.as_ptr(), strips.as_ptr(), out.at, bias.as_ptr());
         for s in 0..width / COLS {
             let b0 = _mm256_loadu_ps(bp.add(s * COLS));
             let b1 = _mm256_loadu_ps(bp.add(s * COLS + 8));
@@ -133,10 +164,125 @@ unsafe fn kernel(x: &[f32], strips: &[f32], bias: &[f32], out: &mut [f32], m: us
                     }
                 }
                 for (r, a) in acc.iter().enumerate().take(rows) {
-                    _mm256_storeu_ps(op.add((i + r) * width + s * COLS), a[0]);
-                    _mm256_storeu_ps(op.add((i + r) * width + s * COLS + 8), a[1]);
+                    _mm256_storeu_ps(op.add((i + r) * out.stride + s * COLS), a[0]);
+                    _mm256_storeu_ps(op.add((i + r) * out.stride + s * COLS + 8), a[1]);
                 }
                 i += ROWS;
+            }
+        }
+    }
+}
+
+/// `out[m × n] = x[m × k] · w + bias` on the calling thread, for `w` already in strips
+/// ([`pack_strips`], `n = bias.len()`, a multiple of 16). Panics unless [`avx512`].
+pub fn strips_product(x: &[f32], strips: &[f32], bias: &[f32], out: &mut [f32], m: usize, k: usize) {
+    let n = bias.len();
+    assert!(n % COLS == 0 && strips.len() == n * k && x.len() == m * k && out.len() == m * n, "shapes");
+    assert!(avx512(), "strips_product needs AVX-512F");
+    let block = Block { at: out.as_mut_ptr(), stride: n };
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is present (asserted); the kernel writes rows < m, columns < n of `out`.
+    unsafe {
+        kernel_avx512(x, strips, bias, block, m, k)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = block;
+}
+
+/// `w[k × n]` (row-major, `n` a multiple of 16) as the strips [`strips_product`] reads.
+pub fn pack_strips(w: &[f32], k: usize, n: usize) -> Vec<f32> {
+    assert!(n % COLS == 0 && w.len() == k * n, "shapes");
+    Packed::new(w, k, n).strips
+}
+
+/// Rows of `x` a task keeps hot while it sweeps its strips: 64 rows of up to 1,536 floats, with a
+/// strip pair, stay within L2.
+const ROW_BLOCK: usize = 64;
+
+/// The AVX-512 kernel: the same strips, two at a time, against 8 rows of `x` at once: 16
+/// accumulators of 16 floats, each weight load feeding 8 FMAs. The 8 rows are first copied
+/// `k`-major into a panel, so the broadcasts read one contiguous stream instead of 8 rows `k` apart.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn kernel_avx512(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: usize, k: usize) {
+    let width = bias.len();
+    debug_assert!(strips.len() == width * k && x.len() == m * k && width <= out.stride);
+    let count = width / COLS;
+    let mut panel = vec![0f32; ROW_BLOCK * k];
+    for block in (0..m).step_by(ROW_BLOCK) {
+        let end = (block + ROW_BLOCK).min(m);
+        let tiles = (end - block).div_ceil(8);
+        for t in 0..tiles {
+            let tile = &mut panel[t * 8 * k..(t + 1) * 8 * k];
+            for r in 0..8 {
+                let row = block + t * 8 + r;
+                if row < end {
+                    for (kk, &v) in x[row * k..(row + 1) * k].iter().enumerate() {
+                        tile[kk * 8 + r] = v;
+                    }
+                } else {
+                    (0..k).for_each(|kk| tile[kk * 8 + r] = 0.0);
+                }
+            }
+        }
+        let mut s = 0;
+        while s < count {
+            let pair = count - s >= 2;
+            for t in 0..tiles {
+                let (first, rows) = (block + t * 8, (end - block - t * 8).min(8));
+                let tile = &panel[t * 8 * k..(t + 1) * 8 * k];
+                // SAFETY: s (+1) < count strips; rows first..first + rows are < m.
+                unsafe {
+                    if pair {
+                        tile8::<2>(tile, strips, bias, out, first, rows, s, k)
+                    } else {
+                        tile8::<1>(tile, strips, bias, out, first, rows, s, k)
+                    }
+                }
+            }
+            s += if pair { 2 } else { 1 };
+        }
+    }
+}
+
+/// `out[first..first + rows, strips s..s + S] = panel · strips + bias`, 8 × 16S floats in registers
+/// (panel rows past `rows` are zeros and not stored).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn tile8<const S: usize>(
+    panel: &[f32],
+    strips: &[f32],
+    bias: &[f32],
+    out: Block,
+    first: usize,
+    rows: usize,
+    s: usize,
+    k: usize,
+) {
+    use std::arch::x86_64::*;
+    debug_assert!(panel.len() == 8 * k && rows <= 8);
+    // SAFETY: (s + S) * COLS <= bias.len() bounds the bias and the block's columns, (s + S) * k * COLS <=
+    // strips.len() the weights, kk * 8 + 7 < panel.len(); out rows first + r < m for r < rows.
+    unsafe {
+        let (xp, sp, op, bp) = (panel.as_ptr(), strips.as_ptr(), out.at, bias.as_ptr());
+        let start: [__m512; S] = std::array::from_fn(|c| _mm512_loadu_ps(bp.add((s + c) * COLS)));
+        let mut acc = [start; 8];
+        let base: [*const f32; S] = std::array::from_fn(|c| sp.add((s + c) * k * COLS));
+        for kk in 0..k {
+            let w: [__m512; S] = std::array::from_fn(|c| _mm512_loadu_ps(base[c].add(kk * COLS)));
+            let xk = xp.add(kk * 8);
+            for (r, a) in acc.iter_mut().enumerate() {
+                let xv = _mm512_set1_ps(*xk.add(r));
+                for c in 0..S {
+                    a[c] = _mm512_fmadd_ps(xv, w[c], a[c]);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate().take(rows) {
+            for (c, v) in a.iter().enumerate() {
+                _mm512_storeu_ps(op.add((first + r) * out.stride + (s + c) * COLS), *v);
             }
         }
     }
@@ -151,15 +297,22 @@ mod tests {
         if !available() {
             return; // nothing to check where the kernel never runs
         }
-        for (m, k, n) in [(1, 3, 16), (5, 7, 33), (8, 384, 1152), (3, 20, 5), (13, 64, 100)] {
+        let kernels = if avx512() { vec![false, true] } else { vec![false] };
+        for (m, k, n, wide) in [(1, 3, 16), (5, 7, 33), (8, 384, 1152), (3, 20, 5), (13, 64, 100), (70, 40, 48)]
+            .into_iter()
+            .flat_map(|(m, k, n)| kernels.iter().map(move |&wide| (m, k, n, wide)))
+        {
             let x: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
             let w: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 9.0).collect();
             let b: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
-            let got = matmul_bias(&x, &Packed::new(&w, k, n), &b, m);
+            let got = multiply(&x, &Packed::new(&w, k, n), &b, m, wide);
             for i in 0..m {
                 for j in 0..n {
                     let want: f32 = b[j] + (0..k).map(|kk| x[i * k + kk] * w[kk * n + j]).sum::<f32>();
-                    assert!((got[i * n + j] - want).abs() < 1e-3 * (1.0 + want.abs()), "({m},{k},{n}) [{i},{j}]");
+                    assert!(
+                        (got[i * n + j] - want).abs() < 1e-3 * (1.0 + want.abs()),
+                        "({m},{k},{n}, wide {wide}) [{i},{j}]"
+                    );
                 }
             }
         }

@@ -68,15 +68,17 @@ enum Command {
     Flush(oneshot::Sender<()>),
 }
 
-/// The handle requests log through; cheap to clone.
+/// The handle requests log through: one `Arc`, since every request's ticket holds a clone.
 #[derive(Clone)]
-pub struct RequestLog {
+pub struct RequestLog(Arc<Handle>);
+
+struct Handle {
     tx: mpsc::Sender<Command>,
     /// Wakes the writer before its next tick (a flush).
     wake: Arc<Notify>,
     spool: Arc<Spool>,
     metrics: RequestLogMetrics,
-    pub log_prompts: bool,
+    log_prompts: bool,
 }
 
 impl RequestLog {
@@ -117,18 +119,24 @@ impl RequestLog {
                 });
             })
             .map_err(|e| StoreError::Unavailable(format!("request log thread: {e}")))?;
-        Ok(Self { tx, wake, spool, metrics, log_prompts: config.log_prompts })
+        Ok(Self(Arc::new(Handle { tx, wake, spool, metrics, log_prompts: config.log_prompts })))
+    }
+
+    /// Whether rows carry the prompt (`request_log.log_prompts`).
+    pub fn log_prompts(&self) -> bool {
+        self.0.log_prompts
     }
 
     /// Queues a row; with the queue full it goes to the spool file instead (off the worker thread).
     pub fn record(&self, row: LogRow) {
-        match self.tx.try_send(Command::Row(Box::new(row))) {
-            Ok(()) => self.metrics.queue_depth.inc(),
+        let this = &self.0;
+        match this.tx.try_send(Command::Row(Box::new(row))) {
+            Ok(()) => this.metrics.queue_depth.inc(),
             Err(
                 mpsc::error::TrySendError::Full(Command::Row(row))
                 | mpsc::error::TrySendError::Closed(Command::Row(row)),
             ) => {
-                let (spool, metrics) = (self.spool.clone(), self.metrics.clone());
+                let (spool, metrics) = (this.spool.clone(), this.metrics.clone());
                 tokio::task::spawn_blocking(move || spool.append(&[*row], &metrics));
             }
             Err(_) => {}
@@ -138,8 +146,8 @@ impl RequestLog {
     /// Waits until every row queued before this call is written (or spooled).
     pub async fn flush(&self) {
         let (done, wait) = oneshot::channel();
-        if self.tx.send(Command::Flush(done)).await.is_ok() {
-            self.wake.notify_one();
+        if self.0.tx.send(Command::Flush(done)).await.is_ok() {
+            self.0.wake.notify_one();
             let _ = wait.await;
         }
     }
