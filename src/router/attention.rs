@@ -60,7 +60,7 @@ pub fn attention(qkv: &[f32], mask: Option<&[u32]>, shape: Heads) -> Vec<f32> {
 
 fn head_attention(rows: &[f32], keep: Option<&[u32]>, head: usize, shape: Heads) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
-    if small_matmul::avx512() && shape.head_dim % 16 == 0 {
+    if small_matmul::avx512() && shape.head_dim.is_multiple_of(16) {
         // SAFETY: the CPU has AVX-512F (checked just above).
         return unsafe { head_attention_avx512(rows, keep, head, shape) };
     }

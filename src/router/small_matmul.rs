@@ -177,7 +177,7 @@ unsafe fn kernel(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: usize, 
 /// ([`pack_strips`], `n = bias.len()`, a multiple of 16). Panics unless [`avx512`].
 pub fn strips_product(x: &[f32], strips: &[f32], bias: &[f32], out: &mut [f32], m: usize, k: usize) {
     let n = bias.len();
-    assert!(n % COLS == 0 && strips.len() == n * k && x.len() == m * k && out.len() == m * n, "shapes");
+    assert!(n.is_multiple_of(COLS) && strips.len() == n * k && x.len() == m * k && out.len() == m * n, "shapes");
     assert!(avx512(), "strips_product needs AVX-512F");
     let block = Block { at: out.as_mut_ptr(), stride: n };
     #[cfg(target_arch = "x86_64")]
@@ -191,7 +191,7 @@ pub fn strips_product(x: &[f32], strips: &[f32], bias: &[f32], out: &mut [f32], 
 
 /// `w[k × n]` (row-major, `n` a multiple of 16) as the strips [`strips_product`] reads.
 pub fn pack_strips(w: &[f32], k: usize, n: usize) -> Vec<f32> {
-    assert!(n % COLS == 0 && w.len() == k * n, "shapes");
+    assert!(n.is_multiple_of(COLS) && w.len() == k * n, "shapes");
     Packed::new(w, k, n).strips
 }
 

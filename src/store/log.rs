@@ -507,7 +507,7 @@ mod tests {
         };
         let bare = LogRow { id: "r-2".into(), endpoint: "/v1/embeddings".into(), status: 502, ..LogRow::default() };
         insert(&store, &[full.clone(), bare.clone()]).await.unwrap();
-        insert(&store, &[full.clone()]).await.unwrap();
+        insert(&store, std::slice::from_ref(&full)).await.unwrap();
 
         let pool = store.pool().await.unwrap();
         let read =
