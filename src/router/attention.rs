@@ -119,21 +119,39 @@ fn head_attention_avx512(rows: &[f32], keep: Option<&[u32]>, head: usize, shape:
     out
 }
 
-/// Softmax of one row in place; a row with every entry minus infinity becomes zeros.
+/// Softmax of one row in place; a row with every entry minus infinity becomes zeros. The maximum
+/// and the sum run over 16 lanes: a single running value is a dependency chain the compiler may
+/// not reorder, which kept the loop (and its `exp`) scalar.
 #[inline(always)]
 fn softmax(row: &mut [f32]) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+    const LANES: usize = 16;
+    let mut maxima = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (m, &x) in maxima.iter_mut().zip(chunk) {
+            *m = m.max(x);
+        }
+    }
+    let max = chunks.remainder().iter().chain(&maxima).fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     if max == f32::NEG_INFINITY {
         row.fill(0.0);
         return;
     }
-    let mut sum = 0f32;
-    for s in row.iter_mut() {
-        *s = exp(*s - max);
-        sum += *s;
+    let mut sums = [0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for chunk in &mut chunks {
+        for (s, x) in sums.iter_mut().zip(chunk.iter_mut()) {
+            *x = exp(*x - max);
+            *s += *x;
+        }
+    }
+    let mut sum: f32 = sums.iter().sum();
+    for x in chunks.into_remainder() {
+        *x = exp(*x - max);
+        sum += *x;
     }
     let inverse = 1.0 / sum;
-    row.iter_mut().for_each(|s| *s *= inverse);
+    row.iter_mut().for_each(|x| *x *= inverse);
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -173,23 +191,13 @@ fn head_attention_body(rows: &[f32], keep: Option<&[u32]>, head: usize, shape: H
                 *s += qc * k;
             }
         }
-        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-        if max == f32::NEG_INFINITY {
-            continue; // every key hidden: a zero context, as no weight is given anywhere
-        }
-        let mut sum = 0f32;
-        for s in scores.iter_mut() {
-            *s = exp(*s - max);
-            sum += *s;
-        }
+        softmax(&mut scores);
         let context = &mut out[i * d..(i + 1) * d];
         for (&p, v) in scores.iter().zip(values.chunks_exact(d)) {
             for (o, &x) in context.iter_mut().zip(v) {
                 *o += p * x;
             }
         }
-        let inverse = 1.0 / sum;
-        context.iter_mut().for_each(|o| *o *= inverse);
     }
     out
 }
