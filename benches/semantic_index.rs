@@ -59,7 +59,6 @@ fn main() {
     };
     let options = Options {
         dimensions: DIMS,
-        expansion_search: defaults.expansion_search,
         expansion_add: env("EF_ADD").unwrap_or(defaults.expansion_add),
         connectivity: env("CONNECTIVITY").unwrap_or(defaults.connectivity),
         quantization,

@@ -82,28 +82,10 @@ fn head_attention(rows: &[f32], keep: Option<&[u32]>, head: usize, shape: Heads)
 fn head_attention_avx512(rows: &[f32], keep: Option<&[u32]>, head: usize, shape: Heads) -> Vec<f32> {
     const QUERY_BLOCK: usize = 64;
     let Heads { len, head_dim: d, .. } = shape;
-    let hidden = shape.hidden();
-    let stride = 3 * hidden;
     let padded = len.next_multiple_of(16);
-    let (q_at, k_at, v_at) = (head * d, hidden + head * d, 2 * hidden + head * d);
-    let scale = 1.0 / (d as f32).sqrt();
-    let mut queries = vec![0f32; len * d];
-    let mut keys = vec![0f32; d * padded];
-    let mut values = vec![0f32; padded * d];
-    for (j, row) in rows.chunks_exact(stride).enumerate() {
-        for (c, &k) in row[k_at..k_at + d].iter().enumerate() {
-            keys[c * padded + j] = k;
-        }
-        values[j * d..(j + 1) * d].copy_from_slice(&row[v_at..v_at + d]);
-        for (q, &x) in queries[j * d..(j + 1) * d].iter_mut().zip(&row[q_at..q_at + d]) {
-            *q = x * scale;
-        }
-    }
+    let HeadInputs { queries, keys, values, bias } = gather(rows, keep, head, shape, padded);
     let keys = small_matmul::pack_strips(&keys, d, padded);
     let values = small_matmul::pack_strips(&values, padded, d);
-    let bias: Vec<f32> = (0..padded)
-        .map(|j| if j >= len || keep.is_some_and(|m| m[j] == 0) { f32::NEG_INFINITY } else { 0.0 })
-        .collect();
     let no_bias = vec![0f32; d];
     let mut out = vec![0f32; len * d];
     let mut scores = vec![0f32; QUERY_BLOCK.min(len) * padded];
@@ -163,30 +145,14 @@ fn head_attention_avx2(rows: &[f32], keep: Option<&[u32]>, head: usize, shape: H
 #[inline(always)]
 fn head_attention_body(rows: &[f32], keep: Option<&[u32]>, head: usize, shape: Heads) -> Vec<f32> {
     let Heads { len, head_dim: d, .. } = shape;
-    let hidden = shape.hidden();
-    let stride = 3 * hidden;
-    let (q_at, k_at, v_at) = (head * d, hidden + head * d, 2 * hidden + head * d);
     // Keys transposed (`d × len`) so a row of scores is `d` broadcast-multiply-adds over contiguous
-    // memory; values as `len × d`.
-    let mut keys = vec![0f32; d * len];
-    let mut values = vec![0f32; len * d];
-    for (j, row) in rows.chunks_exact(stride).enumerate() {
-        for (c, &k) in row[k_at..k_at + d].iter().enumerate() {
-            keys[c * len + j] = k;
-        }
-        values[j * d..(j + 1) * d].copy_from_slice(&row[v_at..v_at + d]);
-    }
-    // Hidden keys get a score of minus infinity, which `exp` turns into exactly 0.
-    let bias: Vec<f32> =
-        (0..len).map(|j| if keep.is_some_and(|m| m[j] == 0) { f32::NEG_INFINITY } else { 0.0 }).collect();
-    let scale = 1.0 / (d as f32).sqrt();
+    // memory.
+    let HeadInputs { queries, keys, values, bias } = gather(rows, keep, head, shape, len);
     let mut out = vec![0f32; len * d];
     let mut scores = vec![0f32; len];
-    for (i, row) in rows.chunks_exact(stride).enumerate() {
-        let q = &row[q_at..q_at + d];
+    for (i, q) in queries.chunks_exact(d).enumerate() {
         scores.copy_from_slice(&bias);
         for (c, &qc) in q.iter().enumerate() {
-            let qc = qc * scale;
             for (s, &k) in scores.iter_mut().zip(&keys[c * len..(c + 1) * len]) {
                 *s += qc * k;
             }
@@ -200,6 +166,39 @@ fn head_attention_body(rows: &[f32], keep: Option<&[u32]>, head: usize, shape: H
         }
     }
     out
+}
+
+/// One head's inputs, `width ≥ len` keys wide: queries scaled by 1/√d (`len × d`), keys transposed
+/// (`d × width`), values (`width × d`), and a bias per key: minus infinity (which `exp` turns into
+/// exactly 0) for hidden keys and for the zero padding past `len`.
+struct HeadInputs {
+    queries: Vec<f32>,
+    keys: Vec<f32>,
+    values: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+#[inline(always)]
+fn gather(rows: &[f32], keep: Option<&[u32]>, head: usize, shape: Heads, width: usize) -> HeadInputs {
+    let Heads { len, head_dim: d, .. } = shape;
+    let hidden = shape.hidden();
+    let (q_at, k_at, v_at) = (head * d, hidden + head * d, 2 * hidden + head * d);
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut queries = vec![0f32; len * d];
+    let mut keys = vec![0f32; d * width];
+    let mut values = vec![0f32; width * d];
+    for (j, row) in rows.chunks_exact(3 * hidden).enumerate() {
+        for (c, &k) in row[k_at..k_at + d].iter().enumerate() {
+            keys[c * width + j] = k;
+        }
+        values[j * d..(j + 1) * d].copy_from_slice(&row[v_at..v_at + d]);
+        for (q, &x) in queries[j * d..(j + 1) * d].iter_mut().zip(&row[q_at..q_at + d]) {
+            *q = x * scale;
+        }
+    }
+    let bias =
+        (0..width).map(|j| if j >= len || keep.is_some_and(|m| m[j] == 0) { f32::NEG_INFINITY } else { 0.0 }).collect();
+    HeadInputs { queries, keys, values, bias }
 }
 
 /// `e^x` for `x ≤ 0` to within 2 ulp, branch-free so loops over it vectorise: `x = n·ln 2 + r`,
@@ -267,6 +266,17 @@ mod tests {
             .collect()
     }
 
+    /// `attention` against [`reference`], without a mask and with `mask`, to `tolerance` relative.
+    fn assert_matches_reference(qkv: &[f32], mask: &[u32], shape: Heads, tolerance: f32) {
+        for mask in [None, Some(mask)] {
+            let got = attention(qkv, mask, shape);
+            let want = reference(qkv, mask, shape);
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= tolerance * (1.0 + w.abs()), "{g} vs {w}");
+            }
+        }
+    }
+
     #[test]
     fn matches_plain_softmax_attention_with_and_without_padding() {
         let shape = Heads { batch: 3, len: 19, heads: 4, head_dim: 8 };
@@ -274,13 +284,7 @@ mod tests {
         // Sequence 0 full, 1 padded after 7 tokens, 2 padded after 1.
         let mask: Vec<u32> =
             (0..shape.batch * shape.len).map(|i| u32::from(i % shape.len < [19, 7, 1][i / shape.len])).collect();
-        for mask in [None, Some(mask.as_slice())] {
-            let got = attention(&qkv, mask, shape);
-            let want = reference(&qkv, mask, shape);
-            for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{g} vs {w}");
-            }
-        }
+        assert_matches_reference(&qkv, &mask, shape, 1e-5);
     }
 
     /// MiniLM's head size, a length that is no multiple of 16 and longer than a query block: on a
@@ -291,13 +295,7 @@ mod tests {
         let qkv = pseudo_random(shape.batch * shape.len * 3 * shape.hidden(), 5);
         let mask: Vec<u32> =
             (0..shape.batch * shape.len).map(|i| u32::from(i < shape.len || i % shape.len < 33)).collect();
-        for mask in [None, Some(mask.as_slice())] {
-            let got = attention(&qkv, mask, shape);
-            let want = reference(&qkv, mask, shape);
-            for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{g} vs {w}");
-            }
-        }
+        assert_matches_reference(&qkv, &mask, shape, 1e-4);
     }
 
     #[test]

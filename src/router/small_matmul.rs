@@ -207,7 +207,6 @@ const ROW_BLOCK: usize = 64;
 unsafe fn kernel_avx512(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: usize, k: usize) {
     let width = bias.len();
     debug_assert!(strips.len() == width * k && x.len() == m * k && width <= out.stride);
-    let count = width / COLS;
     // The panel is reused per thread: a fresh one per call cost a page-zeroing fault per page
     // (8% of a 32-token forward pass).
     thread_local! {
@@ -219,24 +218,15 @@ unsafe fn kernel_avx512(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: 
             panel.resize(size, 0.0);
         }
         // SAFETY: as for `kernel_avx512` (this closure runs within it).
-        unsafe { fill_avx512(x, strips, bias, out, m, k, count, panel) }
+        unsafe { fill_avx512(x, strips, bias, out, m, k, panel) }
     })
 }
 
 /// The body of [`kernel_avx512`], over a panel of at least `min(m, 64)` rows rounded up to 8.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn fill_avx512(
-    x: &[f32],
-    strips: &[f32],
-    bias: &[f32],
-    out: Block,
-    m: usize,
-    k: usize,
-    count: usize,
-    panel: &mut [f32],
-) {
+unsafe fn fill_avx512(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: usize, k: usize, panel: &mut [f32]) {
+    let count = bias.len() / COLS;
     for block in (0..m).step_by(ROW_BLOCK) {
         let end = (block + ROW_BLOCK).min(m);
         let tiles = (end - block).div_ceil(8);
