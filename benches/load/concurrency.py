@@ -20,7 +20,9 @@ gateway uses as the request log row id; with --psql the rows of each phase are c
 """
 import argparse, asyncio, gc, json, multiprocessing, os, resource, socket, statistics, subprocess, sys, time
 
-CLK = os.sysconf("SC_CLK_TCK")
+# /proc readers shared with the throughput harness next to this file.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from loadbench import cpu_s, sys_busy  # noqa: E402
 EXPECT_CONTENT = "Hello! This is a fixed benchmark response from the fake upstream."
 BODY = ('{"model":"%s","messages":[{"role":"system","content":"You are a helpful assistant."},'
         '{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":32}')
@@ -56,19 +58,6 @@ def proc_nofile(pid):
     return None
 
 
-def cpu_s(pids):
-    s = 0
-    for p in pids:
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                st = f.read()
-            fl = st[st.rindex(")") + 2:].split()
-            s += int(fl[11]) + int(fl[12])
-        except (OSError, ValueError, IndexError):
-            pass
-    return s / CLK
-
-
 def cpu_by_pid(pids):
     return {p: cpu_s([p]) for p in pids}
 
@@ -97,12 +86,6 @@ def pids_named(name):
             except OSError:
                 pass
     return out
-
-
-def sys_busy():
-    with open("/proc/stat") as f:
-        v = [int(x) for x in f.readline().split()[1:]]
-    return (sum(v[:8]) - v[3] - v[4]) / CLK
 
 
 def netstat():
