@@ -5,6 +5,7 @@
 //!     CHERRYPICK_TEST_ENCODER=/path/to/all-MiniLM-L6-v2 cargo bench --bench router
 //!
 //! Uses `models/router` as the selector. Threads: RAYON_NUM_THREADS (default: all cores).
+//! On a GPU: `cargo bench --features cuda --bench router` with `CHERRYPICK_BENCH_DEVICE=cuda`.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -37,10 +38,17 @@ fn prompt(tokens: usize) -> String {
     vec!["the"; tokens - 2].join(" ")
 }
 
+/// The CPU, or the GPU with `CHERRYPICK_BENCH_DEVICE=cuda` (a build with the `cuda` feature).
+fn device() -> Device {
+    let name = std::env::var("CHERRYPICK_BENCH_DEVICE").unwrap_or_else(|_| "cpu".into());
+    cherrypick::router::device::require(&name).expect("CHERRYPICK_BENCH_DEVICE names a usable device")
+}
+
 fn load() -> (Encoder, Selector) {
     let files = EncoderFiles::in_folder(&encoder_dir()).expect("encoder folder (set CHERRYPICK_TEST_ENCODER)");
-    let encoder = Encoder::load(&files, 512, &Device::Cpu).expect("encoder");
-    let selector = Selector::load(&selector_dir(), &Device::Cpu).expect("models/router");
+    let device = device();
+    let encoder = Encoder::load(&files, 512, &device).expect("encoder");
+    let selector = Selector::load(&selector_dir(), &device).expect("models/router");
     (encoder, selector)
 }
 
@@ -100,10 +108,11 @@ fn forward_ab(c: &mut Criterion) {
     use candle_transformers::models::bert::{BertModel, Config};
     use cherrypick::router::bert::Bert;
 
+    let device = device();
     let files = EncoderFiles::in_folder(&encoder_dir()).expect("encoder folder");
     let config: Config = serde_json::from_str(&std::fs::read_to_string(&files.config).unwrap()).unwrap();
     // SAFETY: the weights file is not written while the bench runs.
-    let vars = unsafe { VarBuilder::from_mmaped_safetensors(&[&files.weights], DType::F32, &Device::Cpu) }.unwrap();
+    let vars = unsafe { VarBuilder::from_mmaped_safetensors(&[&files.weights], DType::F32, &device) }.unwrap();
     let stock = BertModel::load(vars.clone(), &config).unwrap();
     let fast = Bert::load(vars, &config).unwrap();
     let mut group = c.benchmark_group("forward");
@@ -111,15 +120,23 @@ fn forward_ab(c: &mut Criterion) {
     for (batch, len) in [(1usize, 32usize), (1, 128), (1, 512), (8, 32), (32, 32)] {
         let ids = vec![1996u32; batch * len];
         let mask = vec![1u32; batch * len];
-        let ids_t = Tensor::from_vec(ids.clone(), (batch, len), &Device::Cpu).unwrap();
-        let mask_t = Tensor::from_vec(mask.clone(), (batch, len), &Device::Cpu).unwrap();
+        let ids_t = Tensor::from_vec(ids.clone(), (batch, len), &device).unwrap();
+        let mask_t = Tensor::from_vec(mask.clone(), (batch, len), &device).unwrap();
         let types = ids_t.zeros_like().unwrap();
         let name = format!("{batch}x{len}");
         group.bench_function(BenchmarkId::new("candle-transformers", &name), |b| {
-            b.iter(|| black_box(stock.forward(&ids_t, &types, Some(&mask_t)).unwrap()))
+            b.iter(|| {
+                let hidden = stock.forward(&ids_t, &types, Some(&mask_t)).unwrap();
+                device.synchronize().unwrap(); // a GPU runs the kernels after `forward` returns
+                black_box(hidden)
+            })
         });
         group.bench_function(BenchmarkId::new("cherrypick", &name), |b| {
-            b.iter(|| black_box(fast.forward(&ids, &mask, batch, len).unwrap()))
+            b.iter(|| {
+                let hidden = fast.forward(&ids, &mask, batch, len).unwrap();
+                device.synchronize().unwrap();
+                black_box(hidden)
+            })
         });
     }
     group.finish();

@@ -21,9 +21,15 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (norm(a) * norm(b))
 }
 
+/// The CPU, or the GPU with `CHERRYPICK_TEST_DEVICE=cuda` (a build with the `cuda` feature).
+fn device() -> Device {
+    let name = std::env::var("CHERRYPICK_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    cherrypick::router::device::require(&name).expect("CHERRYPICK_TEST_DEVICE names a usable device")
+}
+
 fn encoder() -> Encoder {
     let files = EncoderFiles::in_folder(&common::encoder_dir()).expect("encoder files");
-    Encoder::load(&files, 256, &Device::Cpu).expect("encoder loads")
+    Encoder::load(&files, 256, &device()).expect("encoder loads")
 }
 
 #[test]

@@ -386,8 +386,8 @@ fn check_router(config: &Config, problems: &mut Vec<String>) {
             problems.push(format!("`router.{field}` must be at least 1"));
         }
     }
-    if !matches!(router.device.as_str(), "cpu" | "cuda") {
-        problems.push(format!("`router.device`: `{}` is neither `cpu` nor `cuda`", router.device));
+    if !matches!(router.device.as_str(), "auto" | "cpu" | "cuda") {
+        problems.push(format!("`router.device`: `{}` is not `auto`, `cpu` or `cuda`", router.device));
     }
 }
 

@@ -41,7 +41,8 @@ pub struct RouterConfig {
     pub threads: usize,
     /// A decision that takes longer steps aside (milliseconds).
     pub timeout_ms: u64,
-    /// `cpu` or `cuda` (needs the `cuda` cargo feature; falls back to CPU when no GPU is present).
+    /// `auto` (a GPU when the build has the `cuda` feature and one is present, else the CPU), `cpu`
+    /// or `cuda`.
     pub device: String,
     /// Predicted completion length for a model whose selector card has no measured one.
     pub default_output_tokens: f64,
@@ -76,7 +77,7 @@ impl Default for RouterConfig {
             queue: 256,
             threads: 1,
             timeout_ms: 250,
-            device: "cpu".into(),
+            device: "auto".into(),
             default_output_tokens: 256.0,
         }
     }
