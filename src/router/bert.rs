@@ -10,13 +10,16 @@
 //!   vectorises (candle's scalar erf path costs about 5 ns an element);
 //! - on the CPU, attention runs in one pass per head straight from the fused QKV output
 //!   ([`super::attention`]): no head transposes, no score tensor, a vectorised `exp`;
+//! - on the CPU, GELU and the residual adds run inside the dense layers' kernel, on each tile of
+//!   the output while it is in cache, rather than as passes of their own;
 //! - layer norm uses candle-nn's fused single-pass kernel;
 //! - a batch without padding skips the attention mask.
 
 use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Module, Shape, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
-use super::{attention, small_matmul};
+use super::attention;
+use super::small_matmul::{self, Then};
 use candle_transformers::models::bert::{Config as BertConfig, HiddenAct};
 
 /// A dense layer with its weight stored `(in, out)`.
@@ -52,16 +55,39 @@ impl Dense {
         Self::new(Tensor::cat(&weights, 1)?.contiguous()?, Tensor::cat(&biases, 0)?)
     }
 
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    /// `x · W + b`, then `after`: inside the packed kernel where it runs, as tensor ops elsewhere.
+    fn forward(&self, x: &Tensor, after: After) -> candle_core::Result<Tensor> {
         let m = x.dim(0)?;
         match &self.packed {
             Some(packed) if (m <= SMALL_ROWS || small_matmul::avx512()) && x.dtype() == DType::F32 => {
-                let y = with_cpu_values(x, |x| small_matmul::matmul_bias(x, packed, &self.bias_values, m))?;
+                let product =
+                    |x: &[f32], then: Then| small_matmul::matmul_bias_then(x, packed, &self.bias_values, m, then);
+                let y = with_cpu_values(x, |x| match after {
+                    After::Nothing => Ok(product(x, Then::Nothing)),
+                    After::Gelu => Ok(product(x, Then::Gelu)),
+                    After::Residual(residual) => with_cpu_values(residual, |r| product(x, Then::Add(r))),
+                })??;
                 Tensor::from_vec(y, (m, packed.columns()), x.device())
             }
-            _ => x.matmul(&self.weight)?.broadcast_add(&self.bias),
+            _ => {
+                let y = x.matmul(&self.weight)?.broadcast_add(&self.bias)?;
+                match after {
+                    After::Nothing => Ok(y),
+                    After::Gelu => gelu(&y),
+                    After::Residual(residual) => y + residual,
+                }
+            }
         }
     }
+}
+
+/// What follows a dense layer in BERT: nothing, the exact GELU, or the residual add before a layer
+/// norm.
+#[derive(Clone, Copy)]
+enum After<'a> {
+    Nothing,
+    Gelu,
+    Residual(&'a Tensor),
 }
 
 /// Up to this many rows (tokens in a batch) a dense layer uses the packed-weight AVX2 kernel; above
@@ -153,23 +179,20 @@ impl Bert {
             _ => None,
         };
         for layer in &self.layers {
-            let qkv = layer.qkv.forward(&x)?;
+            let qkv = layer.qkv.forward(&x, After::Nothing)?;
             let context = if self.device.is_cpu() {
                 let values = with_cpu_values(&qkv, |qkv| attention::attention(qkv, padded, shape))?;
                 Tensor::from_vec(values, (batch * len, self.hidden), &self.device)?
             } else {
                 self.attention_tensors(&qkv, bias.as_ref(), shape)?
             };
-            let attended = layer.attention_out.forward(&context)?;
-            x = layer.attention_norm.forward(&(attended + &x)?)?;
-            let up = layer.up.forward(&x)?;
+            x = layer.attention_norm.forward(&layer.attention_out.forward(&context, After::Residual(&x))?)?;
             let up = match self.activation {
-                HiddenAct::Gelu => gelu(&up)?,
-                HiddenAct::GeluApproximate => up.gelu()?,
-                HiddenAct::Relu => up.relu()?,
+                HiddenAct::Gelu => layer.up.forward(&x, After::Gelu)?,
+                HiddenAct::GeluApproximate => layer.up.forward(&x, After::Nothing)?.gelu()?,
+                HiddenAct::Relu => layer.up.forward(&x, After::Nothing)?.relu()?,
             };
-            let down = layer.down.forward(&up)?;
-            x = layer.output_norm.forward(&(down + &x)?)?;
+            x = layer.output_norm.forward(&layer.down.forward(&up, After::Residual(&x))?)?;
         }
         x.reshape((batch, len, self.hidden))
     }

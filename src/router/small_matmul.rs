@@ -21,15 +21,48 @@ impl Columns {
     /// The block whose first column is `column`, rows `stride` apart.
     fn block(self, column: usize, stride: usize) -> Block {
         // SAFETY: callers pass a column < stride, inside the buffer's first row.
-        Block { at: unsafe { self.0.add(column) }, stride }
+        Block { at: unsafe { self.0.add(column) }, stride, column }
     }
 }
 
-/// A task's columns of `out`: row `i`, column `j` of the block is at `at + i * stride + j`.
+/// A task's columns of `out`: row `i`, column `j` of the block is at `at + i * stride + j`, which is
+/// column `column + j` of `out`.
 #[derive(Clone, Copy)]
 struct Block {
     at: *mut f32,
     stride: usize,
+    column: usize,
+}
+
+/// What a task does to each finished tile of `y` while it is still in cache: nothing, the exact
+/// GELU, or add a residual (`m × n`, laid out like `y`). Fusing these saves a pass over `y` and,
+/// for GELU, a single-threaded one.
+#[derive(Clone, Copy)]
+pub enum Then<'a> {
+    Nothing,
+    Gelu,
+    Add(&'a [f32]),
+}
+
+impl Then<'_> {
+    /// Applies the step to columns `column..column + width` of the block's row `row`.
+    ///
+    /// # Safety
+    /// The span lies inside the block, which only the calling task writes; an `Add` residual has
+    /// `out`'s layout.
+    #[inline(always)]
+    unsafe fn apply(self, out: Block, row: usize, column: usize, width: usize) {
+        // SAFETY: the caller's contract.
+        let span = unsafe { std::slice::from_raw_parts_mut(out.at.add(row * out.stride + column), width) };
+        match self {
+            Then::Nothing => {}
+            Then::Gelu => span.iter_mut().for_each(|v| *v = super::bert::gelu_scalar(*v)),
+            Then::Add(residual) => {
+                let at = row * out.stride + out.column + column;
+                span.iter_mut().zip(&residual[at..at + width]).for_each(|(v, r)| *v += r);
+            }
+        }
+    }
 }
 
 /// Whether the kernel can run here.
@@ -87,12 +120,20 @@ impl Packed {
 
 /// `x[m × k] · w + bias`, row-major `m × n`. Panics unless [`available`].
 pub fn matmul_bias(x: &[f32], w: &Packed, bias: &[f32], m: usize) -> Vec<f32> {
-    multiply(x, w, bias, m, avx512())
+    matmul_bias_then(x, w, bias, m, Then::Nothing)
 }
 
-fn multiply(x: &[f32], w: &Packed, bias: &[f32], m: usize, wide: bool) -> Vec<f32> {
+/// [`matmul_bias`], then `then` on every element (GELU, or a residual add) as each tile finishes.
+pub fn matmul_bias_then(x: &[f32], w: &Packed, bias: &[f32], m: usize, then: Then) -> Vec<f32> {
+    multiply(x, w, bias, m, then, avx512())
+}
+
+fn multiply(x: &[f32], w: &Packed, bias: &[f32], m: usize, then: Then, wide: bool) -> Vec<f32> {
     let (k, n) = (w.k, w.n);
     assert!(x.len() == m * k && bias.len() == n, "shapes");
+    if let Then::Add(residual) = then {
+        assert_eq!(residual.len(), m * n, "the residual has the output's shape");
+    }
     assert!(available(), "small_matmul needs AVX2 and FMA");
     let full = n / COLS * COLS;
     let mut out = vec![0f32; m * n];
@@ -115,10 +156,10 @@ fn multiply(x: &[f32], w: &Packed, bias: &[f32], m: usize, wide: bool) -> Vec<f3
             if wide {
                 // SAFETY: `wide` only where AVX-512F was detected; the kernel writes only columns
                 // first * 16 .. last * 16 of `m` rows, which no other task writes.
-                unsafe { kernel_avx512(x, strips, bias, out, m, k) };
+                unsafe { kernel_avx512(x, strips, bias, out, m, k, then) };
             } else {
                 // SAFETY: AVX2 and FMA were detected above; as for the AVX-512 kernel.
-                unsafe { kernel(x, strips, bias, out, m, k) };
+                unsafe { kernel(x, strips, bias, out, m, k, then) };
             }
         });
     }
@@ -131,6 +172,8 @@ fn multiply(x: &[f32], w: &Packed, bias: &[f32], m: usize, wide: bool) -> Vec<f3
             }
             out[i * n + full + j] = sum;
         }
+        // SAFETY: row i's tail columns are inside `out`, and no task is running.
+        unsafe { then.apply(Block { at: out.as_mut_ptr(), stride: n, column: 0 }, i, full, tail) };
     }
     out
 }
@@ -138,7 +181,7 @@ fn multiply(x: &[f32], w: &Packed, bias: &[f32], m: usize, wide: bool) -> Vec<f3
 /// `out[m × width] = x[m × k] · strips + bias`, `strips` holding `width / 16` packed strips.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: usize, k: usize) {
+unsafe fn kernel(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: usize, k: usize, then: Then) {
     use std::arch::x86_64::*;
     let width = bias.len();
     debug_assert!(strips.len() == width * k && x.len() == m * k && width <= out.stride);
@@ -166,6 +209,7 @@ unsafe fn kernel(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: usize, 
                 for (r, a) in acc.iter().enumerate().take(rows) {
                     _mm256_storeu_ps(op.add((i + r) * out.stride + s * COLS), a[0]);
                     _mm256_storeu_ps(op.add((i + r) * out.stride + s * COLS + 8), a[1]);
+                    then.apply(out, i + r, s * COLS, COLS);
                 }
                 i += ROWS;
             }
@@ -179,11 +223,11 @@ pub fn strips_product(x: &[f32], strips: &[f32], bias: &[f32], out: &mut [f32], 
     let n = bias.len();
     assert!(n.is_multiple_of(COLS) && strips.len() == n * k && x.len() == m * k && out.len() == m * n, "shapes");
     assert!(avx512(), "strips_product needs AVX-512F");
-    let block = Block { at: out.as_mut_ptr(), stride: n };
+    let block = Block { at: out.as_mut_ptr(), stride: n, column: 0 };
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F is present (asserted); the kernel writes rows < m, columns < n of `out`.
     unsafe {
-        kernel_avx512(x, strips, bias, block, m, k)
+        kernel_avx512(x, strips, bias, block, m, k, Then::Nothing)
     };
     #[cfg(not(target_arch = "x86_64"))]
     let _ = block;
@@ -204,7 +248,7 @@ const ROW_BLOCK: usize = 64;
 /// `k`-major into a panel, so the broadcasts read one contiguous stream instead of 8 rows `k` apart.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel_avx512(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: usize, k: usize) {
+unsafe fn kernel_avx512(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: usize, k: usize, then: Then) {
     let width = bias.len();
     debug_assert!(strips.len() == width * k && x.len() == m * k && width <= out.stride);
     // The panel is reused per thread: a fresh one per call cost a page-zeroing fault per page
@@ -218,14 +262,24 @@ unsafe fn kernel_avx512(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: 
             panel.resize(size, 0.0);
         }
         // SAFETY: as for `kernel_avx512` (this closure runs within it).
-        unsafe { fill_avx512(x, strips, bias, out, m, k, panel) }
+        unsafe { fill_avx512(x, strips, bias, out, m, k, panel, then) }
     })
 }
 
 /// The body of [`kernel_avx512`], over a panel of at least `min(m, 64)` rows rounded up to 8.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn fill_avx512(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: usize, k: usize, panel: &mut [f32]) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn fill_avx512(
+    x: &[f32],
+    strips: &[f32],
+    bias: &[f32],
+    out: Block,
+    m: usize,
+    k: usize,
+    panel: &mut [f32],
+    then: Then,
+) {
     let count = bias.len() / COLS;
     for block in (0..m).step_by(ROW_BLOCK) {
         let end = (block + ROW_BLOCK).min(m);
@@ -252,9 +306,9 @@ unsafe fn fill_avx512(x: &[f32], strips: &[f32], bias: &[f32], out: Block, m: us
                 // SAFETY: s (+1) < count strips; rows first..first + rows are < m.
                 unsafe {
                     if pair {
-                        tile8::<2>(tile, strips, bias, out, first, rows, s, k)
+                        tile8::<2>(tile, strips, bias, out, first, rows, s, k, then)
                     } else {
-                        tile8::<1>(tile, strips, bias, out, first, rows, s, k)
+                        tile8::<1>(tile, strips, bias, out, first, rows, s, k, then)
                     }
                 }
             }
@@ -278,6 +332,7 @@ unsafe fn tile8<const S: usize>(
     rows: usize,
     s: usize,
     k: usize,
+    then: Then,
 ) {
     use std::arch::x86_64::*;
     debug_assert!(panel.len() == 8 * k && rows <= 8);
@@ -302,6 +357,7 @@ unsafe fn tile8<const S: usize>(
             for (c, v) in a.iter().enumerate() {
                 _mm512_storeu_ps(op.add((first + r) * out.stride + (s + c) * COLS), *v);
             }
+            then.apply(out, first + r, s * COLS, S * COLS);
         }
     }
 }
@@ -311,7 +367,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matches_a_plain_product() {
+    fn matches_a_plain_product_then_gelu_or_a_residual() {
         if !available() {
             return; // nothing to check where the kernel never runs
         }
@@ -323,14 +379,23 @@ mod tests {
             let x: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32 - 6.0) / 7.0).collect();
             let w: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32 - 5.0) / 9.0).collect();
             let b: Vec<f32> = (0..n).map(|i| i as f32 / 10.0).collect();
-            let got = multiply(&x, &Packed::new(&w, k, n), &b, m, wide);
-            for i in 0..m {
-                for j in 0..n {
-                    let want: f32 = b[j] + (0..k).map(|kk| x[i * k + kk] * w[kk * n + j]).sum::<f32>();
-                    assert!(
-                        (got[i * n + j] - want).abs() < 1e-3 * (1.0 + want.abs()),
-                        "({m},{k},{n}, wide {wide}) [{i},{j}]"
-                    );
+            let residual: Vec<f32> = (0..m * n).map(|i| (i % 17) as f32 - 8.0).collect();
+            let packed = Packed::new(&w, k, n);
+            for (name, then) in [("nothing", Then::Nothing), ("gelu", Then::Gelu), ("add", Then::Add(&residual))] {
+                let got = multiply(&x, &packed, &b, m, then, wide);
+                for i in 0..m {
+                    for j in 0..n {
+                        let y: f32 = b[j] + (0..k).map(|kk| x[i * k + kk] * w[kk * n + j]).sum::<f32>();
+                        let want = match then {
+                            Then::Nothing => y,
+                            Then::Gelu => crate::router::bert::gelu_scalar(y),
+                            Then::Add(r) => y + r[i * n + j],
+                        };
+                        assert!(
+                            (got[i * n + j] - want).abs() < 1e-3 * (1.0 + want.abs()),
+                            "({m},{k},{n}, wide {wide}, then {name}) [{i},{j}]"
+                        );
+                    }
                 }
             }
         }
