@@ -101,6 +101,41 @@ fn train_then_sweep_then_eval() {
     assert!(report["cost_to_best_quality_ratio"].as_f64().unwrap() < 0.7, "{report}");
 }
 
+/// k-fold cross-validation scores every prompt with a selector that saw prompts like it; leaving a
+/// task out scores each with one that never saw its task, and routes worse.
+#[test]
+fn crossval_by_fold_and_by_task() {
+    let dir = std::env::temp_dir().join(format!("cherrypick-router-crossval-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = write_data(&dir);
+    let data = data.to_str().unwrap();
+    let summary = |extra: &[&str]| -> serde_json::Value {
+        let args = [&["router", "crossval", "--data", data, "--max-epochs", "200", "--points", "11"][..], extra].concat();
+        serde_json::from_slice(&run(&args).stdout).unwrap()
+    };
+    let folds = summary(&["--folds", "3"]);
+    assert_eq!(folds["folds"], serde_json::json!(["1", "2", "3"]));
+    let in_domain = folds["mlp"]["aiq"].as_f64().unwrap();
+    assert!(in_domain > folds["zero_router_aiq"].as_f64().unwrap() + 0.1, "{folds}");
+    assert_eq!(folds["mlp_report"]["examples"], 60, "every prompt is scored");
+
+    let tasks = summary(&["--by-task"]);
+    assert_eq!(tasks["folds"], serde_json::json!(["chat", "maths"]));
+    let out_of_domain = tasks["mlp"]["aiq"].as_f64().unwrap();
+    assert!(out_of_domain < in_domain - 0.05, "left-out task {out_of_domain}, k-fold {in_domain}");
+
+    let untagged = dir.join("untagged.jsonl");
+    std::fs::write(&untagged, std::fs::read_to_string(data).unwrap().replace(",\"task\":\"chat\"", "")).unwrap();
+    let output = Command::new(BIN)
+        .args(["router", "crossval", "--by-task", "--data", untagged.to_str().unwrap()])
+        .env("CHERRYPICK_ENCODER", common::encoder_dir())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("has no `task`"), "{stderr}");
+}
+
 #[test]
 fn a_broken_data_line_is_named() {
     let dir = std::env::temp_dir().join(format!("cherrypick-router-cli-bad-{}", std::process::id()));

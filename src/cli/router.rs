@@ -91,6 +91,10 @@ pub enum RouterCommand {
         encoder: EncoderArgs,
         #[arg(long, default_value_t = 5)]
         folds: usize,
+        /// Leave one task out instead: each fold is one `task` of the data, so every prompt is scored
+        /// by a selector that never saw a prompt of its benchmark (out-of-domain routing).
+        #[arg(long, conflicts_with = "folds")]
+        by_task: bool,
         #[arg(long, default_value_t = 41)]
         points: usize,
         #[command(flatten)]
@@ -205,7 +209,8 @@ pub fn run(command: RouterCommand) -> anyhow::Result<ExitCode> {
         }
         RouterCommand::Sweep { scored, points } => sweep_command(&scored, points),
         RouterCommand::Eval { scored, points, plot } => eval_command(&scored, points, plot.as_deref()),
-        RouterCommand::Crossval { data, encoder, folds, points, training } => {
+        RouterCommand::Crossval { data, encoder, folds, by_task, points, training } => {
+            let folds = if by_task { Folds::ByTask } else { Folds::Random(folds) };
             crossval_command(&data, &encoder, folds, points, &training.options())
         }
     }
@@ -472,37 +477,74 @@ fn eval_command(args: &ScoreArgs, points: usize, plot: Option<&Path>) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
+/// How `router crossval` splits the data.
+enum Folds {
+    /// k folds of a seeded shuffle.
+    Random(usize),
+    /// One fold per `task`.
+    ByTask,
+}
+
+/// Every row in a seeded order, the test rows of each fold (in that order), and each fold's name.
+type FoldRows = (Vec<usize>, Vec<Vec<usize>>, Vec<String>);
+
+fn fold_rows(examples: &[data::Example], folds: &Folds, seed: u64) -> anyhow::Result<FoldRows> {
+    // `split` keeps at least one row apart, which must be tested too.
+    let (mut shuffled, apart) = train::split(examples.len(), 0.0, seed);
+    shuffled.extend(apart);
+    match *folds {
+        Folds::Random(k) => {
+            if k < 2 {
+                bail!("--folds must be at least 2");
+            }
+            let rows = (0..k).map(|f| shuffled.iter().copied().skip(f).step_by(k).collect()).collect();
+            Ok((shuffled, rows, (1..=k).map(|f| f.to_string()).collect()))
+        }
+        Folds::ByTask => {
+            let mut by_task: std::collections::BTreeMap<&str, Vec<usize>> = Default::default();
+            for &row in &shuffled {
+                let Some(task) = examples[row].task.as_deref() else {
+                    bail!("--by-task: example `{}` has no `task`", examples[row].id);
+                };
+                by_task.entry(task).or_default().push(row);
+            }
+            if by_task.len() < 2 {
+                bail!("--by-task needs at least two tasks in the data (found {})", by_task.len());
+            }
+            let (rows, names) = by_task.into_iter().map(|(task, rows)| (rows, task.to_string())).unzip();
+            Ok((shuffled, rows, names))
+        }
+    }
+}
+
 fn crossval_command(
     args: &DataArgs,
     enc: &EncoderArgs,
-    folds: usize,
+    folds: Folds,
     points: usize,
     options: &TrainOptions,
 ) -> anyhow::Result<ExitCode> {
     let seed = options.seed;
-    if folds < 2 {
-        bail!("--folds must be at least 2");
-    }
     let examples = data::read_all(&args.files)?;
+    let (shuffled, fold_tests, fold_names) = fold_rows(&examples, &folds, seed)?;
     let models = pick_models(&examples, &args.candidates)?;
     let (encoder, _, key) = enc.load(DEFAULT_ENCODER)?;
     let x = embeddings(&encoder, &key, enc.max_tokens, &prompts(&examples))?;
     let dataset = Dataset::new(&examples, x, encoder.dim(), models.clone());
-    let (shuffled, _) = train::split(dataset.len(), 0.0, seed);
     let width = models.len();
     let mut mlp_q = vec![0f32; dataset.len() * width];
     let mut knn_q = vec![0f32; dataset.len() * width];
-    let progress = bar(folds, "folds");
-    for fold in 0..folds {
-        let test: Vec<usize> = shuffled.iter().copied().skip(fold).step_by(folds).collect();
-        let rest: Vec<usize> = shuffled.iter().copied().filter(|r| !test.contains(r)).collect();
+    let progress = bar(fold_tests.len(), "folds");
+    for (fold, test) in fold_tests.iter().enumerate() {
+        let in_test: std::collections::HashSet<usize> = test.iter().copied().collect();
+        let rest: Vec<usize> = shuffled.iter().copied().filter(|r| !in_test.contains(r)).collect();
         let (train_part, validation_part) = {
             let (t, v) = train::split(rest.len(), options.validation_fraction, seed + fold as u64);
             (t.iter().map(|&i| rest[i]).collect::<Vec<_>>(), v.iter().map(|&i| rest[i]).collect::<Vec<_>>())
         };
         let (mlp, _, _) = train::fit(&dataset, &train_part, &validation_part, options, &Device::Cpu, |_, _, _| {})?;
-        let predicted = train::predict(&mlp, &dataset, &test, &Device::Cpu)?;
-        let neighbours = knn::predict(&dataset, &rest, &test, knn::DEFAULT_K);
+        let predicted = train::predict(&mlp, &dataset, test, &Device::Cpu)?;
+        let neighbours = knn::predict(&dataset, &rest, test, knn::DEFAULT_K);
         for (k, &row) in test.iter().enumerate() {
             mlp_q[row * width..(row + 1) * width].copy_from_slice(&predicted[k * width..(k + 1) * width]);
             knn_q[row * width..(row + 1) * width].copy_from_slice(&neighbours[k * width..(k + 1) * width]);
@@ -514,7 +556,7 @@ fn crossval_command(
     let mlp = routing_report(&examples, &models, &mlp_q, &mean_cost, points);
     let knn = routing_report(&examples, &models, &knn_q, &mean_cost, points);
     let summary = serde_json::json!({
-        "folds": folds,
+        "folds": fold_names,
         "mlp": { "aiq": mlp.aiq, "cost_to_best_quality_ratio": mlp.cost_to_best_quality_ratio, "two_model": mlp.two_model },
         "knn": { "k": knn::DEFAULT_K, "aiq": knn.aiq, "cost_to_best_quality_ratio": knn.cost_to_best_quality_ratio, "two_model": knn.two_model },
         "zero_router_aiq": mlp.zero_router_aiq,
