@@ -110,7 +110,8 @@ fn crossval_by_fold_and_by_task() {
     let data = write_data(&dir);
     let data = data.to_str().unwrap();
     let summary = |extra: &[&str]| -> serde_json::Value {
-        let args = [&["router", "crossval", "--data", data, "--max-epochs", "200", "--points", "11"][..], extra].concat();
+        let args =
+            [&["router", "crossval", "--data", data, "--max-epochs", "200", "--points", "11"][..], extra].concat();
         serde_json::from_slice(&run(&args).stdout).unwrap()
     };
     let folds = summary(&["--folds", "3"]);
