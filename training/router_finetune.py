@@ -6,7 +6,9 @@ all-MiniLM-L6-v2 embedding and an MLP)? A GPU experiment for issue 7, not part o
 Same folds for both arms (seeded shuffle, k folds). Arm "frozen": mean-pooled MiniLM embedding,
 then an MLP (384 → 256 → models, ReLU, dropout 0.2) trained with AdamW and BCE, early stopping on a
 15% split of the training folds. Arm "fine-tuned": the same head on top of MiniLM, every weight
-trained (encoder learning rate 2e-5, head 1e-3), same stopping rule. Both predict each model's
+trained (encoder learning rate 2e-5, head 1e-3), same stopping rule. Also: the frozen arm as the
+mean of 5 MLPs from different seeds, and each arm with a per-prompt predicted cost (ridge regression
+from the embedding to log cost per model) in place of the mean cost. All predict each model's
 chance of answering correctly; the dial and AIQ are computed as `cherrypick router crossval` does
 (src/router/utility.rs, metrics.rs): utility = quality - w * cost / max cost with each model's mean
 training-fold cost, 41 weights from 1e6 to 0, AIQ = area under the non-decreasing upper convex hull
@@ -138,12 +140,30 @@ def main():
     enc = tok(prompts, truncation=True, max_length=256, padding=True, return_tensors="pt").to(device)
     order = np.random.default_rng(42).permutation(len(prompts))
     folds = [order[f::args.folds] for f in range(args.folds)]
-    preds = {"frozen": np.zeros_like(q), "fine-tuned": np.zeros_like(q)}
+    preds = {"frozen": np.zeros_like(q), "fine-tuned": np.zeros_like(q), "frozen, 5 seeds averaged": np.zeros_like(q)}
     mean_cost = np.zeros_like(c)
+    predicted_cost = np.zeros_like(c)
+    with torch.no_grad():
+        base = Router(args.encoder, len(models)).to(device).eval()
+        all_embeddings = torch.cat([base.embed({k: v[i:i + 256] for k, v in enc.items()})
+                                    for i in range(0, len(prompts), 256)])
     for f, test in enumerate(folds):
         train = np.setdiff1d(order, test)
         mean_cost[test] = c[train].mean(axis=0)
-        for arm in preds:
+        # Per-prompt cost: ridge regression from the embedding to log cost, one output per model.
+        x = np.hstack([all_embeddings.cpu().numpy(), np.ones((len(prompts), 1), np.float32)]).astype(np.float64)
+        w = np.linalg.solve(x[train].T @ x[train] + 1e-2 * np.eye(x.shape[1]), x[train].T @ np.log(c[train]))
+        predicted_cost[test] = np.exp(x[test] @ w)
+        ensemble = []
+        for seed in range(5):
+            torch.manual_seed(1000 * seed + f)
+            model = Router(args.encoder, len(models)).to(device)
+            fit(model, lambda b: all_embeddings[b], q, train, device, False)
+            model.eval()
+            with torch.no_grad():
+                ensemble.append(torch.sigmoid(model.head(all_embeddings[test])).cpu().numpy())
+        preds["frozen, 5 seeds averaged"][test] = np.mean(ensemble, axis=0)
+        for arm in ("frozen", "fine-tuned"):
             torch.manual_seed(42 + f)
             model = Router(args.encoder, len(models)).to(device)
             tune = arm == "fine-tuned"
@@ -167,6 +187,9 @@ def main():
     for arm, pred in preds.items():
         router, zero = evaluate(pred, q, c, mean_cost)
         print(json.dumps({"arm": arm, "aiq": round(router, 4), "zero_router_aiq": round(zero, 4)}), flush=True)
+    for arm in ("frozen", "frozen, 5 seeds averaged"):
+        router, _ = evaluate(preds[arm], q, c, predicted_cost)
+        print(json.dumps({"arm": arm + ", per-prompt predicted cost", "aiq": round(router, 4)}), flush=True)
     oracle = evaluate(q + 1e-6 * (1 - c / c.max()), q, c, mean_cost)[0]
     print(json.dumps({"oracle_like_aiq": round(oracle, 4)}))
 
