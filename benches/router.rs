@@ -80,7 +80,7 @@ fn encode(c: &mut Criterion) {
 
 /// One dense layer through the packed kernel, the shapes of MiniLM's feed-forward up projection.
 fn dense(c: &mut Criterion) {
-    use cherrypick::router::small_matmul::{Packed, available, matmul_bias};
+    use cherrypick::router::small_matmul::{Packed, Then, available, matmul_bias};
     if !available() {
         return;
     }
@@ -94,7 +94,7 @@ fn dense(c: &mut Criterion) {
         let x: Vec<f32> = (0..m * k).map(|i| (i % 5) as f32 / 5.0).collect();
         group.throughput(Throughput::Elements((2 * m * k * n) as u64));
         group.bench_function(BenchmarkId::new("384x1536", m), |b| {
-            b.iter(|| black_box(matmul_bias(&x, &packed, &bias, m)))
+            b.iter(|| black_box(matmul_bias(&x, &packed, &bias, m, Then::Nothing)))
         });
     }
     group.finish();

@@ -60,8 +60,7 @@ impl Dense {
         let m = x.dim(0)?;
         match &self.packed {
             Some(packed) if (m <= SMALL_ROWS || small_matmul::avx512()) && x.dtype() == DType::F32 => {
-                let product =
-                    |x: &[f32], then: Then| small_matmul::matmul_bias_then(x, packed, &self.bias_values, m, then);
+                let product = |x: &[f32], then: Then| small_matmul::matmul_bias(x, packed, &self.bias_values, m, then);
                 let y = with_cpu_values(x, |x| match after {
                     After::Nothing => Ok(product(x, Then::Nothing)),
                     After::Gelu => Ok(product(x, Then::Gelu)),

@@ -118,13 +118,9 @@ impl Packed {
     }
 }
 
-/// `x[m × k] · w + bias`, row-major `m × n`. Panics unless [`available`].
-pub fn matmul_bias(x: &[f32], w: &Packed, bias: &[f32], m: usize) -> Vec<f32> {
-    matmul_bias_then(x, w, bias, m, Then::Nothing)
-}
-
-/// [`matmul_bias`], then `then` on every element (GELU, or a residual add) as each tile finishes.
-pub fn matmul_bias_then(x: &[f32], w: &Packed, bias: &[f32], m: usize, then: Then) -> Vec<f32> {
+/// `x[m × k] · w + bias`, row-major `m × n`, then `then` on every element (GELU, or a residual
+/// add) as each tile finishes. Panics unless [`available`].
+pub fn matmul_bias(x: &[f32], w: &Packed, bias: &[f32], m: usize, then: Then) -> Vec<f32> {
     multiply(x, w, bias, m, then, avx512())
 }
 
