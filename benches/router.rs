@@ -76,6 +76,18 @@ fn encode(c: &mut Criterion) {
     group.finish();
     let text = prompt(32);
     c.bench_function("tokenize/32", |b| b.iter(|| black_box(encoder.tokenize(&[text.as_str()]).unwrap())));
+
+    // The selector alone (MLP, and the difficulty adjustment with its nearest-anchor search).
+    let mut group = c.benchmark_group("select");
+    for batch in [1usize, 32] {
+        let texts: Vec<&str> = vec![text.as_str(); batch];
+        let embeddings = encoder.encode(&texts).unwrap();
+        group.throughput(Throughput::Elements(batch as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(batch), &embeddings, |b, embeddings| {
+            b.iter(|| black_box(selector.predict(embeddings, batch).unwrap()))
+        });
+    }
+    group.finish();
 }
 
 /// One dense layer through the packed kernel, the shapes of MiniLM's feed-forward up projection.

@@ -70,6 +70,32 @@ fn train_then_sweep_then_eval() {
     assert_eq!(card["models"][0]["name"], "big");
     assert_eq!(card["data"][0]["examples"], 60);
     assert_eq!(card["data"][0]["sha256"].as_str().unwrap().len(), 64);
+    // Difficulty is centred within each task, and here every prompt of a task is equally hard:
+    // nothing to learn, so no adjustment is stored.
+    assert!(card.get("difficulty").is_none(), "{card}");
+    // Without tasks the maths prompts are the hard ones: stored with its default weight, unless
+    // the weight is 0.
+    let untasked = dir.join("untasked.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(data)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut example: serde_json::Value = serde_json::from_str(line).unwrap();
+            example.as_object_mut().unwrap().remove("task");
+            example.to_string()
+        })
+        .collect();
+    std::fs::write(&untasked, lines.join("\n")).unwrap();
+    let card_of = |weight: &str| {
+        let out = dir.join(format!("router-untasked-{weight}"));
+        let args = ["--data", untasked.to_str().unwrap(), "--out", out.to_str().unwrap(), "--max-epochs", "5"];
+        run(&[&["router", "train", "--difficulty-weight", weight][..], &args].concat());
+        serde_json::from_slice::<serde_json::Value>(&std::fs::read(out.join("router.json")).unwrap()).unwrap()
+    };
+    let with = card_of("0.5");
+    assert_eq!(with["difficulty"]["weight"], 0.5);
+    assert!(with["difficulty"]["near"].as_f64().unwrap() > with["difficulty"]["far"].as_f64().unwrap(), "{with}");
+    assert!(card_of("0").get("difficulty").is_none());
 
     let sweep = run(&["router", "sweep", "--router", out.to_str().unwrap(), "--data", data, "--points", "3"]);
     let lines: Vec<serde_json::Value> =

@@ -5,13 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::config::DEFAULT_ENCODER;
 use crate::router::data::{self, Example};
+use crate::router::difficulty::{self, Difficulty};
 use crate::router::encoder::Encoder;
 use crate::router::evaluate::{self, Predictions};
 use crate::router::selector::{self, Card, DataRef, ModelCard, Selector};
@@ -116,6 +117,9 @@ pub struct TrainArgs {
     weight_decay: f64,
     #[arg(long, default_value_t = TrainOptions::default().learning_rate)]
     learning_rate: f64,
+    /// How far a prompt's predicted difficulty moves each model's predicted quality (0: off).
+    #[arg(long, default_value_t = TrainOptions::default().difficulty_weight)]
+    difficulty_weight: f32,
 }
 
 impl TrainArgs {
@@ -127,6 +131,7 @@ impl TrainArgs {
             dropout: self.dropout,
             weight_decay: self.weight_decay,
             learning_rate: self.learning_rate,
+            difficulty_weight: self.difficulty_weight,
             ..TrainOptions::default()
         }
     }
@@ -330,6 +335,9 @@ fn train_command(
         progress.set_message(format!("val {v:.4}"));
     })?;
     progress.finish_and_clear();
+    // Fitted on every prompt: all of them are the selector's domain. The validation figures below
+    // are the MLP's alone (a prompt of the fit is familiar, so the difficulty leaves it as it is).
+    let difficulty = fit_difficulty(&dataset, &examples, options)?;
 
     // Validation: per-model accuracy at 0.5 and the routing metrics on the held-out prompts.
     let predicted = train::predict(&mlp, &dataset, &validation_rows, &Device::Cpu)?;
@@ -389,10 +397,48 @@ fn train_command(
         validation: serde_json::json!({ "loss": fit.validation_loss, "aiq": report.aiq,
             "zero_router_aiq": report.zero_router_aiq, "oracle_aiq": report.oracle_aiq,
             "cost_to_best_quality_ratio": report.cost_to_best_quality_ratio }),
+        difficulty: difficulty.as_ref().map(Difficulty::card),
     };
-    selector::save(out, &vars, &card)?;
+    selector::save(out, &vars, difficulty.as_ref(), &card)?;
     println!("wrote {}", out.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The difficulty adjustment over every example (none with a weight of 0).
+fn fit_difficulty(
+    dataset: &Dataset,
+    examples: &[Example],
+    options: &TrainOptions,
+) -> anyhow::Result<Option<Difficulty>> {
+    let rows: Vec<usize> = (0..dataset.len()).collect();
+    fit_difficulty_on(dataset, &rows, &task_groups(examples), options)
+}
+
+fn fit_difficulty_on(
+    dataset: &Dataset,
+    rows: &[usize],
+    groups: &[usize],
+    options: &TrainOptions,
+) -> anyhow::Result<Option<Difficulty>> {
+    if options.difficulty_weight == 0.0 {
+        return Ok(None);
+    }
+    Ok(Difficulty::fit(dataset, rows, groups, difficulty::DEFAULT_ALPHA, options.difficulty_weight, &Device::Cpu)?)
+}
+
+/// Each example's `task` as a small integer (examples without one share a group).
+fn task_groups(examples: &[Example]) -> Vec<usize> {
+    let mut names: Vec<Option<&str>> = Vec::new();
+    examples
+        .iter()
+        .map(|e| {
+            let task = e.task.as_deref();
+            names.iter().position(|n| *n == task).unwrap_or_else(|| {
+                names.push(task);
+                names.len() - 1
+            })
+        })
+        .collect()
 }
 
 /// Each model's mean cost per prompt in the data: the cost estimate the sweep uses.
@@ -532,6 +578,7 @@ fn crossval_command(
     let x = embeddings(&encoder, &key, enc.max_tokens, &prompts(&examples))?;
     let dataset = Dataset::new(&examples, x, encoder.dim(), models.clone());
     let width = models.len();
+    let groups = task_groups(&examples);
     let mut mlp_q = vec![0f32; dataset.len() * width];
     let mut knn_q = vec![0f32; dataset.len() * width];
     let progress = bar(fold_tests.len(), "folds");
@@ -543,7 +590,11 @@ fn crossval_command(
             (t.iter().map(|&i| rest[i]).collect::<Vec<_>>(), v.iter().map(|&i| rest[i]).collect::<Vec<_>>())
         };
         let (mlp, _, _) = train::fit(&dataset, &train_part, &validation_part, options, &Device::Cpu, |_, _, _| {})?;
-        let predicted = train::predict(&mlp, &dataset, test, &Device::Cpu)?;
+        let mut predicted = train::predict(&mlp, &dataset, test, &Device::Cpu)?;
+        if let Some(difficulty) = fit_difficulty_on(&dataset, &rest, &groups, options)? {
+            let x = Tensor::from_vec(dataset.rows_x(test), (test.len(), dataset.dim), &Device::Cpu)?;
+            difficulty.adjust(&x, &mut predicted)?;
+        }
         let neighbours = knn::predict(&dataset, &rest, test, knn::DEFAULT_K);
         for (k, &row) in test.iter().enumerate() {
             mlp_q[row * width..(row + 1) * width].copy_from_slice(&predicted[k * width..(k + 1) * width]);

@@ -9,6 +9,7 @@ pub mod bert;
 pub mod data;
 mod decide;
 pub mod device;
+pub mod difficulty;
 pub mod encoder;
 pub mod evaluate;
 pub mod knn;

@@ -10,6 +10,7 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use super::RouterError;
+use super::difficulty::{Difficulty, DifficultyCard};
 
 pub const WEIGHTS_FILE: &str = "router.safetensors";
 pub const CARD_FILE: &str = "router.json";
@@ -28,6 +29,9 @@ pub struct Card {
     pub data: Vec<DataRef>,
     pub training: serde_json::Value,
     pub validation: serde_json::Value,
+    /// The difficulty adjustment for unfamiliar prompts (`difficulty.rs`); absent in older cards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difficulty: Option<DifficultyCard>,
 }
 
 /// What training learned about one candidate, besides its head.
@@ -107,11 +111,15 @@ impl Mlp {
     }
 }
 
-/// Writes trained weights and the card into `dir`.
-pub fn save(dir: &Path, vars: &[Var], card: &Card) -> Result<(), RouterError> {
+/// Writes trained weights, the difficulty adjustment and the card into `dir`.
+pub fn save(dir: &Path, vars: &[Var], difficulty: Option<&Difficulty>, card: &Card) -> Result<(), RouterError> {
     std::fs::create_dir_all(dir).map_err(|e| RouterError::Load(format!("{}: {e}", dir.display())))?;
-    let tensors: HashMap<String, Tensor> =
+    let mut tensors: HashMap<String, Tensor> =
         Mlp::NAMES.iter().zip(vars).map(|(name, var)| ((*name).to_owned(), var.as_tensor().clone())).collect();
+    if let Some(difficulty) = difficulty {
+        let parts = difficulty.tensors().map_err(|e| RouterError::Load(e.to_string()))?;
+        tensors.extend(parts.into_iter().map(|(name, t)| (name.to_owned(), t)));
+    }
     candle_core::safetensors::save(&tensors, dir.join(WEIGHTS_FILE)).map_err(|e| RouterError::Load(e.to_string()))?;
     let json = serde_json::to_string_pretty(card).expect("the card serialises");
     std::fs::write(dir.join(CARD_FILE), json + "\n").map_err(|e| RouterError::Load(format!("{}: {e}", dir.display())))
@@ -120,6 +128,7 @@ pub fn save(dir: &Path, vars: &[Var], card: &Card) -> Result<(), RouterError> {
 /// A trained selector, ready to predict.
 pub struct Selector {
     mlp: Mlp,
+    difficulty: Option<Difficulty>,
     pub card: Card,
     device: Device,
 }
@@ -138,16 +147,27 @@ impl Selector {
         let mut take = |name: &str| {
             tensors
                 .remove(name)
-                .ok_or_else(|| fail(&weights_path, &format!("no tensor `{name}`")))?
+                .ok_or_else(|| format!("no tensor `{name}`"))?
                 .to_dtype(DType::F32)
-                .map_err(|e| fail(&weights_path, &e))
+                .map_err(|e| e.to_string())
         };
-        let t = [take(Mlp::NAMES[0])?, take(Mlp::NAMES[1])?, take(Mlp::NAMES[2])?, take(Mlp::NAMES[3])?];
+        let mut tensor = |name: &str| take(name).map_err(|e| fail(&weights_path, &e));
+        let t = [tensor(Mlp::NAMES[0])?, tensor(Mlp::NAMES[1])?, tensor(Mlp::NAMES[2])?, tensor(Mlp::NAMES[3])?];
         let expected = [(card.hidden, card.embedding_dim), (card.models.len(), card.hidden)];
         if t[0].dims2().ok() != Some(expected[0]) || t[2].dims2().ok() != Some(expected[1]) {
             return Err(fail(&weights_path, &"tensor shapes do not match router.json"));
         }
-        Ok(Self { mlp: Mlp::from_tensors(t), card, device: device.clone() })
+        let difficulty = match &card.difficulty {
+            None => None,
+            Some(c) => {
+                let d = Difficulty::from_parts(c, &mut take).map_err(|e| fail(&weights_path, &e))?;
+                if d.slopes.len() != card.models.len() || d.direction.len() != card.embedding_dim {
+                    return Err(fail(&weights_path, &"difficulty tensors do not match router.json"));
+                }
+                Some(d)
+            }
+        };
+        Ok(Self { mlp: Mlp::from_tensors(t), difficulty, card, device: device.clone() })
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -158,7 +178,11 @@ impl Selector {
     pub fn predict(&self, embeddings: &[f32], rows: usize) -> Result<Vec<f32>, RouterError> {
         let run = || -> candle_core::Result<Vec<f32>> {
             let x = Tensor::from_slice(embeddings, (rows, self.card.embedding_dim), &self.device)?;
-            self.mlp.qualities(&x)?.flatten_all()?.to_vec1::<f32>()
+            let mut qualities = self.mlp.qualities(&x)?.flatten_all()?.to_vec1::<f32>()?;
+            if let Some(difficulty) = &self.difficulty {
+                difficulty.adjust(&x, &mut qualities)?;
+            }
+            Ok(qualities)
         };
         run().map_err(|e| RouterError::Select(e.to_string()))
     }

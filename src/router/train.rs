@@ -24,6 +24,8 @@ pub struct TrainOptions {
     pub patience: usize,
     pub validation_fraction: f64,
     pub seed: u64,
+    /// See `difficulty`: 0 leaves the MLP's qualities as they are.
+    pub difficulty_weight: f32,
 }
 
 impl Default for TrainOptions {
@@ -38,6 +40,7 @@ impl Default for TrainOptions {
             patience: 20,
             validation_fraction: 0.15,
             seed: 42,
+            difficulty_weight: super::difficulty::DEFAULT_WEIGHT,
         }
     }
 }
@@ -72,6 +75,11 @@ impl Dataset {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The embeddings of `rows`, row after row.
+    pub fn rows_x(&self, rows: &[usize]) -> Vec<f32> {
+        rows.iter().flat_map(|&r| self.x[r * self.dim..(r + 1) * self.dim].iter().copied()).collect()
     }
 
     fn rows(&self, rows: &[usize], device: &Device) -> candle_core::Result<(Tensor, Tensor, Tensor)> {

@@ -222,8 +222,9 @@ pub fn fixed_selector(dir: &std::path::Path) {
         data: vec![],
         training: serde_json::json!({}),
         validation: serde_json::json!({}),
+        difficulty: None,
     };
-    selector::save(dir, &vars, &card).unwrap();
+    selector::save(dir, &vars, None, &card).unwrap();
 }
 
 /// Request-log rows in PostgreSQL whose id starts with `run-`, polled until there are `expected`
