@@ -156,6 +156,12 @@ impl Difficulty {
         if anchors.dims2().ok().map(|(_, d)| d) != Some(direction.len()) {
             return Err("difficulty tensors do not match each other".into());
         }
+        // A hand-edited or damaged card must not turn every quality into NaN at request time.
+        let scalars = [card.weight, card.offset, card.near, card.far];
+        let finite = scalars.iter().chain(&direction).chain(&slopes).all(|v| v.is_finite());
+        if !finite || card.near <= card.far {
+            return Err("difficulty needs finite values and `near` above `far`".into());
+        }
         let anchors_t = anchors.to_dtype(DType::F32).and_then(|a| a.t()?.contiguous()).map_err(|e| e.to_string())?;
         Ok(Self {
             direction,
@@ -392,6 +398,16 @@ mod tests {
         let v = prompt(0.7, 7, 0.0, 6);
         let (a, b) = (adjusted(&d, v), adjusted(&back, v));
         assert!((a[0] - b[0]).abs() < 1e-3 && (a[1] - b[1]).abs() < 1e-3, "{a:?} vs {b:?}");
+    }
+
+    #[test]
+    fn a_card_that_would_give_nan_is_refused() {
+        let d = fitted();
+        let mut card = d.card();
+        card.far = card.near;
+        let mut tensors: std::collections::HashMap<&str, Tensor> = d.tensors().unwrap().into_iter().collect();
+        let refused = Difficulty::from_parts(&card, |name| tensors.remove(name).ok_or_else(|| name.to_owned()));
+        assert!(refused.unwrap_err().contains("near"));
     }
 
     #[test]
