@@ -94,8 +94,18 @@ fn train_then_sweep_then_eval() {
     };
     let with = card_of("0.5");
     assert_eq!(with["difficulty"]["weight"], 0.5);
-    assert!(with["difficulty"]["near"].as_f64().unwrap() > with["difficulty"]["far"].as_f64().unwrap(), "{with}");
     assert!(card_of("0").get("difficulty").is_none());
+    // A selector with the adjustment loads and scores.
+    let untasked_router = dir.join("router-untasked-0.5");
+    let eval =
+        run(&["router", "eval", "--router", untasked_router.to_str().unwrap(), "--data", untasked.to_str().unwrap()]);
+    let report: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert!(report["aiq"].as_f64().unwrap() > report["zero_router_aiq"].as_f64().unwrap(), "{report}");
+    let refused = Command::new(BIN)
+        .args(["router", "train", "--data", data, "--out", "/nonexistent", "--difficulty-weight", "NaN"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("0 or more"));
 
     let sweep = run(&["router", "sweep", "--router", out.to_str().unwrap(), "--data", data, "--points", "3"]);
     let lines: Vec<serde_json::Value> =

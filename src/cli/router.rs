@@ -118,8 +118,15 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = TrainOptions::default().learning_rate)]
     learning_rate: f64,
     /// How far a prompt's predicted difficulty moves each model's predicted quality (0: off).
-    #[arg(long, default_value_t = TrainOptions::default().difficulty_weight)]
+    #[arg(long, default_value_t = TrainOptions::default().difficulty_weight, value_parser = non_negative)]
     difficulty_weight: f32,
+}
+
+fn non_negative(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err(format!("`{text}` is not a number of 0 or more")),
+    }
 }
 
 impl TrainArgs {
@@ -336,7 +343,7 @@ fn train_command(
     })?;
     progress.finish_and_clear();
     // Fitted on every prompt: all of them are the selector's domain. The validation figures below
-    // are the MLP's alone (a prompt of the fit is familiar, so the difficulty leaves it as it is).
+    // are the MLP's alone (the validation prompts are in the fit, so they would not be a test).
     let difficulty = fit_difficulty(&dataset, &examples, options)?;
 
     // Validation: per-model accuracy at 0.5 and the routing metrics on the held-out prompts.
@@ -423,6 +430,7 @@ fn fit_difficulty_on(
     if options.difficulty_weight == 0.0 {
         return Ok(None);
     }
+
     Ok(Difficulty::fit(dataset, rows, groups, difficulty::DEFAULT_ALPHA, options.difficulty_weight, &Device::Cpu)?)
 }
 
@@ -591,9 +599,13 @@ fn crossval_command(
         };
         let (mlp, _, _) = train::fit(&dataset, &train_part, &validation_part, options, &Device::Cpu, |_, _, _| {})?;
         let mut predicted = train::predict(&mlp, &dataset, test, &Device::Cpu)?;
-        if let Some(difficulty) = fit_difficulty_on(&dataset, &rest, &groups, options)? {
-            let x = Tensor::from_vec(dataset.rows_x(test), (test.len(), dataset.dim), &Device::Cpu)?;
-            difficulty.adjust(&x, &mut predicted)?;
+        // In file order, as `router train` sees the rows, so the anchors are chosen the same way.
+        let mut pool = rest.clone();
+        pool.sort_unstable();
+        if let Some(difficulty) = fit_difficulty_on(&dataset, &pool, &groups, options)? {
+            let embeddings = dataset.rows_x(test);
+            let x = Tensor::from_slice(&embeddings, (test.len(), dataset.dim), &Device::Cpu)?;
+            difficulty.adjust(&x, &embeddings, &mut predicted)?;
         }
         let neighbours = knn::predict(&dataset, &rest, test, knn::DEFAULT_K);
         for (k, &row) in test.iter().enumerate() {

@@ -5,9 +5,12 @@
 //! benchmark is how hard a prompt is *compared with the other prompts of its benchmark*: the share
 //! of all labelled models that fail it, centred within each `task`, predicted from the embedding by
 //! ridge regression. Each model also gets a slope, how much its own outcome falls with that
-//! difficulty (strong models fall less). A model's predicted quality then moves by
-//! `weight × slope × difficulty`, difficulty in standard deviations of the training predictions:
-//! on hard prompts towards the models that hold up on hard prompts, as in item response theory.
+//! difficulty (strong models fall less). For a prompt unlike the training prompts, a model's
+//! predicted quality then moves by `strength × weight × slope × difficulty` (strength 0 for a
+//! familiar prompt, rising to 1 for an unfamiliar one): on hard prompts towards the models that
+//! hold up on hard prompts, as in item response theory. The slope is in quality per unit of the
+//! failure share and the difficulty in standard deviations of the ridge predictions, so `weight`
+//! also carries the scale between the two; it was set by cross-validation, not derived.
 
 use candle_core::{DType, Device, Tensor};
 
@@ -38,7 +41,7 @@ pub struct Difficulty {
 pub const DEFAULT_ALPHA: f64 = 300.0;
 
 /// The default `weight`. With `SPAN` it was chosen on `router crossval` of the RouterBench
-/// training data (BENCHMARKS.md): out of domain it lifts AIQ and APGR, in domain it changes nothing.
+/// training data (BENCHMARKS.md): out of domain it lifts AIQ and APGR, in domain it barely moves them.
 pub const DEFAULT_WEIGHT: f32 = 0.5;
 
 /// At most `max` of `rows`, evenly spaced through them.
@@ -50,9 +53,12 @@ fn spread_out(rows: &[usize], max: usize) -> Vec<usize> {
 }
 
 /// Training prompts kept as anchors. Familiarity only has to tell a benchmark the selector saw from
-/// one it did not; 512 anchors do that as well as all 2,205 RouterBench prompts (the same
-/// cross-validated figures within 0.001 AIQ) at a quarter of the cost per prompt.
+/// one it did not; 512 anchors do that about as well as all 2,205 RouterBench prompts
+/// (cross-validated figures within 0.002 AIQ and 0.003 APGR) at a quarter of the cost per prompt.
 const MAX_ANCHORS: usize = 512;
+
+/// Below this variance a target or a prediction is rounding, not signal.
+const MIN_VARIANCE: f64 = 1e-12;
 
 /// Anchors averaged into a prompt's familiarity.
 const NEAREST: usize = 10;
@@ -83,6 +89,10 @@ impl Difficulty {
         }
         let raw: Vec<f64> = labelled.iter().map(|&r| 1.0 - mean_label(data, r)).collect();
         let target = centred_within(&raw, &labelled, groups);
+        // Prompts equally hard within each task leave only rounding: nothing to learn.
+        if target.iter().map(|t| t * t).sum::<f64>() / (target.len() as f64) < MIN_VARIANCE {
+            return Ok(None);
+        }
         let Some((w, offset)) = ridge(data, &labelled, &target, alpha) else { return Ok(None) };
         let predictions: Vec<f64> = labelled
             .iter()
@@ -91,7 +101,7 @@ impl Difficulty {
             })
             .collect();
         let spread = (predictions.iter().map(|p| p * p).sum::<f64>() / predictions.len() as f64).sqrt();
-        if spread.is_nan() || spread <= 0.0 {
+        if spread.is_nan() || spread * spread < MIN_VARIANCE {
             return Ok(None);
         }
         let slopes = (0..width).map(|m| slope(data, &labelled, groups, &target, m)).collect();
@@ -114,14 +124,18 @@ impl Difficulty {
     }
 
     /// Moves `qualities` (`rows × models`) by each row's difficulty, as far as the row is
-    /// unfamiliar. `x` is the rows' embeddings, `(rows, dim)`.
-    pub fn adjust(&self, x: &Tensor, qualities: &mut [f32]) -> candle_core::Result<()> {
+    /// unfamiliar. `x` is the rows' embeddings as a `(rows, dim)` tensor on the anchors' device,
+    /// `embeddings` the same rows on the host.
+    pub fn adjust(&self, x: &Tensor, embeddings: &[f32], qualities: &mut [f32]) -> candle_core::Result<()> {
         let width = self.slopes.len();
+        if width == 0 {
+            return Ok(());
+        }
         let strengths = familiarities(x, &self.anchors_t, false)?
             .into_iter()
             .map(|f| ((self.near - f) / (self.near - self.far)).clamp(0.0, 1.0));
-        let embeddings = x.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        for ((strength, x), q) in strengths.zip(&embeddings).zip(qualities.chunks_exact_mut(width)) {
+        let rows = embeddings.chunks_exact(self.direction.len());
+        for ((strength, x), q) in strengths.zip(rows).zip(qualities.chunks_exact_mut(width)) {
             if strength == 0.0 {
                 continue;
             }
@@ -152,17 +166,19 @@ impl Difficulty {
         let vector = |t: Tensor| t.to_dtype(DType::F32).and_then(|t| t.to_vec1::<f32>()).map_err(|e| e.to_string());
         let direction = vector(take(DIRECTION)?)?;
         let slopes = vector(take(SLOPES)?)?;
-        let anchors = take(ANCHORS)?;
-        if anchors.dims2().ok().map(|(_, d)| d) != Some(direction.len()) {
-            return Err("difficulty tensors do not match each other".into());
+        let anchors = take(ANCHORS)?.to_dtype(DType::F32).map_err(|e| e.to_string())?;
+        match anchors.dims2() {
+            Ok((n, d)) if d == direction.len() && n > NEAREST => {}
+            _ => return Err(format!("difficulty anchors must be more than {NEAREST} rows of the embedding's width")),
         }
+        let anchor_values = anchors.flatten_all().and_then(|a| a.to_vec1::<f32>()).map_err(|e| e.to_string())?;
         // A hand-edited or damaged card must not turn every quality into NaN at request time.
         let scalars = [card.weight, card.offset, card.near, card.far];
-        let finite = scalars.iter().chain(&direction).chain(&slopes).all(|v| v.is_finite());
+        let finite = scalars.iter().chain(&direction).chain(&slopes).chain(&anchor_values).all(|v| v.is_finite());
         if !finite || card.near <= card.far {
             return Err("difficulty needs finite values and `near` above `far`".into());
         }
-        let anchors_t = anchors.to_dtype(DType::F32).and_then(|a| a.t()?.contiguous()).map_err(|e| e.to_string())?;
+        let anchors_t = anchors.t().and_then(|a| a.contiguous()).map_err(|e| e.to_string())?;
         Ok(Self {
             direction,
             offset: card.offset,
@@ -237,7 +253,7 @@ fn slope(data: &Dataset, rows: &[usize], groups: &[usize], target: &[f64], m: us
         num += y * target[k];
         den += target[k] * target[k];
     }
-    if den > 0.0 { (num / den) as f32 } else { 0.0 }
+    if den > MIN_VARIANCE { (num / den) as f32 } else { 0.0 }
 }
 
 /// Each row of `x`'s familiarity: the mean cosine of its `NEAREST` nearest anchors (all unit
@@ -361,9 +377,9 @@ mod tests {
     }
 
     fn adjusted(difficulty: &Difficulty, v: [f32; DIM]) -> [f32; 2] {
-        let x = Tensor::from_vec(v.to_vec(), (1, DIM), &Device::Cpu).unwrap();
+        let x = Tensor::from_slice(&v, (1, DIM), &Device::Cpu).unwrap();
         let mut q = [0.5f32, 0.5];
-        difficulty.adjust(&x, &mut q).unwrap();
+        difficulty.adjust(&x, &v, &mut q).unwrap();
         q
     }
 
@@ -389,25 +405,70 @@ mod tests {
         assert!(hard[0] > hard[1], "hard {hard:?}");
     }
 
-    #[test]
-    fn it_round_trips_through_its_card_and_tensors() {
-        let d = fitted();
-        let mut tensors: std::collections::HashMap<&str, Tensor> = d.tensors().unwrap().into_iter().collect();
-        let back =
-            Difficulty::from_parts(&d.card(), |name| tensors.remove(name).ok_or_else(|| name.to_owned())).unwrap();
-        let v = prompt(0.7, 7, 0.0, 6);
-        let (a, b) = (adjusted(&d, v), adjusted(&back, v));
-        assert!((a[0] - b[0]).abs() < 1e-3 && (a[1] - b[1]).abs() < 1e-3, "{a:?} vs {b:?}");
+    fn tensors_of(d: &Difficulty) -> std::collections::HashMap<&'static str, Tensor> {
+        d.tensors().unwrap().into_iter().collect()
+    }
+
+    fn rebuilt(
+        card: &DifficultyCard,
+        mut tensors: std::collections::HashMap<&str, Tensor>,
+    ) -> Result<Difficulty, String> {
+        Difficulty::from_parts(card, |name| tensors.remove(name).ok_or_else(|| name.to_owned()))
+    }
+
+    /// A unit vector `t` of the way from `b` to `a`.
+    fn between(a: [f32; DIM], b: [f32; DIM], t: f32) -> [f32; DIM] {
+        let mut v = [0.0; DIM];
+        for (i, value) in v.iter_mut().enumerate() {
+            *value = t * a[i] + (1.0 - t) * b[i];
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.map(|x| x / norm)
     }
 
     #[test]
-    fn a_card_that_would_give_nan_is_refused() {
+    fn it_round_trips_through_its_card_and_tensors() {
+        let d = fitted();
+        let back = rebuilt(&d.card(), tensors_of(&d)).unwrap();
+        // A familiar prompt, one on the ramp and one fully unfamiliar: the anchors (in f16) and
+        // the scalars must come back, not only the slopes.
+        assert_eq!(adjusted(&back, prompt(0.3, 1, 0.2, 3)), [0.5, 0.5]);
+        let (seen, unseen) = (prompt(0.7, 1, 0.0, 3), prompt(0.7, 7, 0.0, 6));
+        let on_ramp = (1..100)
+            .map(|k| between(seen, unseen, k as f32 / 100.0))
+            .find(|v| {
+                let x = Tensor::from_slice(v, (1, DIM), &Device::Cpu).unwrap();
+                let f = familiarities(&x, &d.anchors_t, false).unwrap()[0];
+                f > d.far + 0.2 * SPAN && f < d.near - 0.2 * SPAN
+            })
+            .expect("a prompt part way between the familiar and the unfamiliar");
+        for v in [on_ramp, unseen] {
+            let (a, b) = (adjusted(&d, v), adjusted(&back, v));
+            assert!(a != [0.5, 0.5], "the probe is adjusted");
+            assert!((a[0] - b[0]).abs() < 1e-3 && (a[1] - b[1]).abs() < 1e-3, "{a:?} vs {b:?}");
+        }
+        // On the ramp the move is part of the full one.
+        let (ramp, full) = (adjusted(&d, on_ramp), adjusted(&d, prompt(0.7, 7, 0.0, 6)));
+        assert!((ramp[0] - ramp[1]).abs() < (full[0] - full[1]).abs() + 1e-6, "{ramp:?} vs {full:?}");
+    }
+
+    #[test]
+    fn a_card_or_tensors_that_would_give_nan_are_refused() {
         let d = fitted();
         let mut card = d.card();
         card.far = card.near;
-        let mut tensors: std::collections::HashMap<&str, Tensor> = d.tensors().unwrap().into_iter().collect();
-        let refused = Difficulty::from_parts(&card, |name| tensors.remove(name).ok_or_else(|| name.to_owned()));
-        assert!(refused.unwrap_err().contains("near"));
+        assert!(rebuilt(&card, tensors_of(&d)).unwrap_err().contains("near"));
+
+        let mut tensors = tensors_of(&d);
+        let anchors = tensors[ANCHORS].to_dtype(DType::F32).unwrap();
+        let mut values = anchors.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        values[3] = f32::NAN;
+        tensors.insert(ANCHORS, Tensor::from_vec(values, anchors.dims(), &Device::Cpu).unwrap());
+        assert!(rebuilt(&d.card(), tensors).unwrap_err().contains("finite"));
+
+        let mut tensors = tensors_of(&d);
+        tensors.insert(ANCHORS, tensors[ANCHORS].narrow(0, 0, NEAREST).unwrap());
+        assert!(rebuilt(&d.card(), tensors).unwrap_err().contains("rows"));
     }
 
     #[test]

@@ -180,7 +180,7 @@ impl Selector {
             let x = Tensor::from_slice(embeddings, (rows, self.card.embedding_dim), &self.device)?;
             let mut qualities = self.mlp.qualities(&x)?.flatten_all()?.to_vec1::<f32>()?;
             if let Some(difficulty) = &self.difficulty {
-                difficulty.adjust(&x, &mut qualities)?;
+                difficulty.adjust(&x, embeddings, &mut qualities)?;
             }
             Ok(qualities)
         };
