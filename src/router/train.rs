@@ -79,20 +79,22 @@ impl Dataset {
 
     /// The embeddings of `rows`, row after row.
     pub fn rows_x(&self, rows: &[usize]) -> Vec<f32> {
-        rows.iter().flat_map(|&r| self.x[r * self.dim..(r + 1) * self.dim].iter().copied()).collect()
+        gather(&self.x, self.dim, rows)
     }
 
     fn rows(&self, rows: &[usize], device: &Device) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let m = self.models.len();
-        let gather = |data: &[f32], width: usize| -> Vec<f32> {
-            rows.iter().flat_map(|&r| data[r * width..(r + 1) * width].iter().copied()).collect()
-        };
         Ok((
-            Tensor::from_vec(gather(&self.x, self.dim), (rows.len(), self.dim), device)?,
-            Tensor::from_vec(gather(&self.y, m), (rows.len(), m), device)?,
-            Tensor::from_vec(gather(&self.mask, m), (rows.len(), m), device)?,
+            Tensor::from_vec(self.rows_x(rows), (rows.len(), self.dim), device)?,
+            Tensor::from_vec(gather(&self.y, m, rows), (rows.len(), m), device)?,
+            Tensor::from_vec(gather(&self.mask, m, rows), (rows.len(), m), device)?,
         ))
     }
+}
+
+/// `rows` of a row-major matrix `width` wide, row after row.
+fn gather(data: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
+    rows.iter().flat_map(|&r| data[r * width..(r + 1) * width].iter().copied()).collect()
 }
 
 /// Embeds texts in batches of similar length (less padding), in the original order.
